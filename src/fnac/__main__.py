@@ -1,0 +1,5 @@
+import sys
+
+from fnac.cli import main
+
+sys.exit(main())
