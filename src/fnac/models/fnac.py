@@ -1,0 +1,164 @@
+"""FNAC's two encoders (method.md section 1). Features only: the losses live in fnac.losses.
+
+Parameter names equal the authors' (``imgnet.*``, ``audnet.*``, ``img_proj.*``, ``aud_proj.*``), so their
+released checkpoints load into this module unchanged (see fnac.checkpoint).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fnac.config import ModelConfig
+from fnac.errors import CheckpointError
+from fnac.models.resnet import (
+    ResNet18Trunk,
+    imagenet_state_dict,
+    reference_init_,
+    torch_cache_resnet18,
+)
+
+log = logging.getLogger(__name__)
+
+
+def load_state_strict(module: nn.Module, sd: dict[str, Tensor], source: str) -> None:
+    """load_state_dict(strict=True) with an error that lists missing and unexpected keys and
+    shape mismatches, naming the file."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [
+        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        def few(xs: list[str]) -> str:
+            return ", ".join(xs[:8]) + (f" ... ({len(xs)} in all)" if len(xs) > 8 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {few(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatches: {few(shapes)}")
+        raise CheckpointError(f"{source}: weights do not match the model; " + "; ".join(parts))
+    module.load_state_dict(sd, strict=True)
+
+
+def read_weights_file(path: str | Path) -> dict[str, Tensor]:
+    """A torch weights file as a flat state dict (accepts a raw state dict or {'state_dict'|'model': ...})."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"weights file not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt file for the user
+        raise CheckpointError(f"{p}: cannot read weights ({type(e).__name__}: {e})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(f"{p}: not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def resolve_pretrained(cfg: ModelConfig) -> str | None:
+    """The ImageNet weights file to use: cfg.pretrained, else torchvision's cache if present."""
+    if cfg.pretrained:
+        if not Path(cfg.pretrained).is_file():
+            raise CheckpointError(f"model.pretrained: file not found: {cfg.pretrained}")
+        return cfg.pretrained
+    if cfg.width == 64:
+        cached = torch_cache_resnet18()
+        if cached:
+            return cached
+    if cfg.pretrained_required:
+        raise CheckpointError(
+            "model.pretrained is empty and no resnet18 weights are in the PyTorch cache; "
+            "name a torchvision resnet18 ImageNet weights file"
+        )
+    return None
+
+
+class FNAC(nn.Module):
+    """Visual ResNet-18 (dropout 0.9 on the layer4 map, 1x1 projection, per-position L2 norm) and a
+    1-channel audio ResNet-18 (global max pool, linear projection, L2 norm)."""
+
+    def __init__(self, cfg: ModelConfig | None = None, load_pretrained: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or ModelConfig()
+        self.tau = cfg.tau
+        self.imgnet = ResNet18Trunk(3, cfg.width)
+        self.audnet = ResNet18Trunk(1, cfg.width)
+        feat = self.imgnet.out_channels
+        self.img_dropout = nn.Dropout(cfg.vision_dropout)
+        self.aud_dropout = nn.Dropout(cfg.audio_dropout)
+        self.img_proj = nn.Conv2d(feat, cfg.embed_dim, kernel_size=1)
+        self.aud_proj = nn.Linear(feat, cfg.embed_dim)
+        for m in (self.imgnet, self.audnet, self.img_proj, self.aud_proj):
+            reference_init_(m)
+        self.pretrained_source: str | None = None
+        if load_pretrained:
+            path = resolve_pretrained(cfg)
+            if path:
+                sd = imagenet_state_dict(read_weights_file(path))
+                load_state_strict(self.imgnet, sd, path)
+                self.pretrained_source = path
+                log.info("visual backbone: ImageNet weights from %s", path)
+            else:
+                log.warning(
+                    "no ImageNet weights for the visual backbone (model.pretrained is empty and the "
+                    "PyTorch cache has none): starting from random initialisation"
+                )
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) normalised images -> (B, C, S/32, S/32) features, unit norm at every position."""
+        x = self.imgnet(images)  # (B, 8w, h, w)
+        x = self.img_proj(self.img_dropout(x))  # (B, C, h, w)
+        return F.normalize(x, dim=1)
+
+    def encode_audio(self, specs: Tensor) -> Tensor:
+        """(B, 1, F, T) log spectrograms -> (B, C) unit-norm embeddings (global max pool)."""
+        x = self.audnet(specs).amax(dim=(2, 3))  # (B, 8w)
+        x = self.aud_proj(self.aud_dropout(x))  # (B, C)
+        return F.normalize(x, dim=1)
+
+    def forward(self, images: Tensor, specs: Tensor) -> dict[str, Tensor]:
+        return {"img": self.encode_image(images), "aud": self.encode_audio(specs)}
+
+    def localize(self, images: Tensor, specs: Tensor) -> Tensor:
+        """Raw localization map of each matching pair: <v[b,:,h,w], a[b]> / tau, (B, h, w)."""
+        out = self.forward(images, specs)
+        return pair_maps(out["img"], out["aud"], self.tau)
+
+
+def pair_maps(img: Tensor, aud: Tensor, tau: float) -> Tensor:
+    """Diagonal of the similarity volume: (B, C, h, w), (B, C) -> (B, h, w) = cos / tau."""
+    return torch.einsum("bchw,bc->bhw", img, aud) / tau  # (B, h, w)
+
+
+class ObjectNet(nn.Module):
+    """The frozen ImageNet ResNet-18 of object-guided localization (method.md section 5): its object
+    map is the mean absolute layer4 activation over channels. Meaningless without ImageNet weights, so
+    construction requires a weights file."""
+
+    def __init__(self, weights_path: str | Path) -> None:
+        super().__init__()
+        self.net = ResNet18Trunk(3, 64)
+        load_state_strict(self.net, imagenet_state_dict(read_weights_file(weights_path)), str(weights_path))
+        self.net.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ObjectNet":  # always frozen, BN in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def object_map(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) -> (B, S/32, S/32)."""
+        return self.net(images).abs().mean(dim=1)  # (B, h, w)

@@ -1,0 +1,165 @@
+"""FNAC model: shapes, unit norm, parameter names, gradients, pretrained loading, checkpoints."""
+import logging
+
+import pytest
+import torch
+
+import fnac
+from fnac.checkpoint import load_checkpoint, save_checkpoint
+from fnac.config import Config, ModelConfig
+from fnac.errors import CheckpointError
+from fnac.models import FNAC, ObjectNet
+
+
+def _torchvision_resnet18_names():
+    """torchvision resnet18 state-dict keys and shapes, written out by hand from its architecture."""
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    out = {"conv1.weight": (64, 3, 7, 7)}
+    out.update({f"bn1.{k}": (64,) if k != "num_batches_tracked" else () for k in bn})
+    cin = 64
+    for li, ch in enumerate([64, 128, 256, 512], start=1):
+        for b in range(2):
+            p = f"layer{li}.{b}."
+            i = cin if b == 0 else ch
+            out[p + "conv1.weight"] = (ch, i, 3, 3)
+            out[p + "conv2.weight"] = (ch, ch, 3, 3)
+            for n in ("bn1", "bn2"):
+                out.update({f"{p}{n}.{k}": (ch,) if k != "num_batches_tracked" else () for k in bn})
+            if b == 0 and li > 1:
+                out[p + "downsample.0.weight"] = (ch, cin, 1, 1)
+                out.update({f"{p}downsample.1.{k}": (ch,) if k != "num_batches_tracked" else () for k in bn})
+        cin = ch
+    out["fc.weight"] = (1000, 512)
+    out["fc.bias"] = (1000,)
+    return out
+
+
+def small():
+    return ModelConfig(width=8, embed_dim=16)
+
+
+def test_shapes_unit_norm_and_map():
+    torch.manual_seed(0)
+    m = FNAC(small(), load_pretrained=False).eval()
+    x, s = torch.randn(3, 3, 96, 96), torch.randn(3, 1, 257, 60)
+    v, a = m.encode_image(x), m.encode_audio(s)
+    assert v.shape == (3, 16, 3, 3) and a.shape == (3, 16)
+    assert torch.allclose(v.norm(dim=1), torch.ones(3, 3, 3), atol=1e-5)
+    assert torch.allclose(a.norm(dim=1), torch.ones(3), atol=1e-5)
+    maps = m.localize(x, s)
+    assert maps.shape == (3, 3, 3)
+    # each map entry is cos/tau computed by hand for pair b
+    b, i, j = 1, 2, 0
+    assert maps[b, i, j].item() == pytest.approx((v[b, :, i, j] @ a[b]).item() / 0.03, rel=1e-5)
+    assert maps.abs().max() <= 1 / 0.03 + 1e-3
+    # full size: 224 -> 7x7 and 257 x 200 spectrogram, audio net fully convolutional
+    big = FNAC(ModelConfig(), load_pretrained=False).eval()
+    with torch.no_grad():
+        assert big.encode_image(torch.randn(1, 3, 224, 224)).shape == (1, 512, 7, 7)
+        assert big.encode_audio(torch.randn(1, 1, 257, 200)).shape == (1, 512)
+        assert big.encode_audio(torch.randn(1, 1, 257, 37)).shape == (1, 512)
+
+
+def test_parameter_names_match_torchvision_and_reference():
+    m = FNAC(ModelConfig(), load_pretrained=False)
+    tv = _torchvision_resnet18_names()
+    trunk = {k: tuple(v.shape) for k, v in m.imgnet.state_dict().items()}
+    assert trunk == {k: v for k, v in tv.items() if not k.startswith("fc.")}
+    keys = set(m.state_dict())
+    assert {"img_proj.weight", "img_proj.bias", "aud_proj.weight", "aud_proj.bias"} <= keys
+    assert tuple(m.state_dict()["audnet.conv1.weight"].shape) == (64, 1, 7, 7)
+    assert tuple(m.state_dict()["img_proj.weight"].shape) == (512, 512, 1, 1)
+    assert all(k.split(".")[0] in {"imgnet", "audnet", "img_proj", "aud_proj"} for k in keys)
+
+
+def test_every_parameter_gets_a_gradient_and_dropout_only_in_training():
+    torch.manual_seed(0)
+    m = FNAC(small(), load_pretrained=False).train()
+    x, s = torch.randn(4, 3, 64, 64), torch.randn(4, 1, 257, 40)
+    out = m(x, s)
+    (out["img"].sum() * 0.1 + (out["img"].mean(dim=(2, 3)) * out["aud"]).sum()).backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(m.encode_image(x), m.encode_image(x))  # deterministic in eval
+
+
+def test_reference_initialisation_statistics():
+    torch.manual_seed(0)
+    m = FNAC(ModelConfig(), load_pretrained=False)
+    w = m.aud_proj.weight
+    assert abs(w.std().item() - 0.01) < 0.001
+    bn = torch.cat([mod.weight for mod in m.audnet.modules() if isinstance(mod, torch.nn.BatchNorm2d)])
+    assert abs(bn.mean().item() - 1.0) < 0.01 and abs(bn.std().item() - 0.02) < 0.005
+    conv = m.audnet.layer3[0].conv1.weight  # fan_out = 256 * 9: std = sqrt(2 / fan_out)
+    assert abs(conv.std().item() - (2 / (256 * 9)) ** 0.5) < 0.002
+
+
+def _fake_imagenet_file(tmp_path):
+    torch.manual_seed(1)
+    sd = {k: torch.randn(s) if s else torch.tensor(0) for k, s in _torchvision_resnet18_names().items()}
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(sd, path)
+    return path, sd
+
+
+def test_imagenet_weights_load_from_named_file_and_warn_without(tmp_path, caplog):
+    path, sd = _fake_imagenet_file(tmp_path)
+    m = FNAC(ModelConfig(pretrained=str(path)))
+    assert torch.equal(m.imgnet.layer2[0].downsample[0].weight, sd["layer2.0.downsample.0.weight"])
+    assert m.pretrained_source == str(path)
+    with caplog.at_level(logging.WARNING):
+        FNAC(ModelConfig(width=8, embed_dim=8))
+    assert "random initialisation" in caplog.text
+    with pytest.raises(CheckpointError, match="not found"):
+        FNAC(ModelConfig(pretrained=str(tmp_path / "nope.pth")))
+    obj = ObjectNet(path)
+    assert obj.object_map(torch.randn(2, 3, 64, 64)).shape == (2, 2, 2)
+
+
+def test_authors_checkpoint_loads_unchanged_and_gives_same_outputs(tmp_path):
+    torch.manual_seed(0)
+    src = FNAC(small(), load_pretrained=False).eval()
+    ref = {
+        "model": {"module." + k: v for k, v in src.state_dict().items()},
+        "optimizer": {"state": {}, "param_groups": []},
+        "epoch": 20,
+        "best_cIoU": 0.39,
+        "best_Auc": 0.40,
+    }
+    path = tmp_path / "best.pth"
+    torch.save(ref, path)
+    loaded = fnac.load_checkpoint(path)
+    x, s = torch.randn(2, 3, 64, 64), torch.randn(2, 1, 257, 30)
+    with torch.no_grad():
+        assert torch.equal(loaded.localize(x, s), src.localize(x, s))
+    assert not loaded.training
+
+
+def test_mismatched_checkpoint_lists_missing_and_unexpected_keys(tmp_path):
+    m = FNAC(small(), load_pretrained=False)
+    sd = dict(m.state_dict())
+    sd.pop("aud_proj.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "bad.pth"
+    torch.save({"model": sd, "epoch": 1}, path)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert "aud_proj.bias" in str(e.value) and "extra.weight" in str(e.value) and "bad.pth" in str(e.value)
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="garbage.pth"):
+        load_checkpoint(tmp_path / "garbage.pth")
+
+
+def test_our_checkpoint_roundtrip_keeps_config(tmp_path):
+    cfg = Config()
+    cfg.model = ModelConfig(width=8, embed_dim=12)
+    m = FNAC(cfg.model, load_pretrained=False)
+    save_checkpoint(tmp_path / "latest.pt", m, cfg, epoch=3, step=7)
+    loaded = load_checkpoint(tmp_path / "latest.pt")
+    assert loaded.cfg.embed_dim == 12 and loaded.cfg.width == 8
+    for k, v in m.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    assert not list(tmp_path.glob("*.tmp"))
