@@ -40,6 +40,9 @@ class DataConfig:
     test_list: str = ""  # id list for evaluation ("" = <root>/test.txt)
     annotations: str = ""  # vggss.json-style file or Flickr Annotations/ folder ("" = <root>/annotations.json)
     exclude_list: str = ""  # ids never used for training (e.g. the test ids, to stop train/test leakage)
+    # Added by the data layer: SLAVC's <set>_test_plus_silent.csv for data.dataset=extended_vggss /
+    # extended_flickr ("" = <root>/<vggss|flickr>_test_plus_silent.csv); its non-sounding rows are the negatives.
+    extended_list: str = ""
     image_size: int = 224  # square model input (test: bicubic resize; train: resize 1.1x + random crop)
     audio_duration: float = 3.0  # seconds of audio centred in the clip
     sample_rate: int = 0  # 0 = keep the file's native rate (the reference); >0 resamples
@@ -81,6 +84,7 @@ class TrainConfig:
     eval_upsample: str = "bicubic"  # validation protocol: interpolation
     eval_threshold: str = "median_ge"  # validation protocol: threshold variant
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 caps steps (smoke runs)
+    save_every_steps: int = 0  # also write `latest` every N steps mid-epoch (0 = end of epoch only)
     on_nonfinite: str = "stop"  # non-finite loss: "stop" or "skip" the batch (never saved either way)
     amp: str = "none"  # mixed precision on GPU: "none" or "bf16"
     channels_last: bool = False
@@ -210,3 +214,23 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
+
+
+BUILTIN_DIR = Path(__file__).parent / "configs"
+
+
+def builtin_configs() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A YAML path, or the name of a built-in config (src/fnac/configs/<name>.yaml)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    builtin = BUILTIN_DIR / f"{name_or_path}.yaml"
+    if builtin.is_file():
+        return builtin
+    raise ConfigError(
+        f"config not found: {name_or_path} (not a file; built-in configs: {', '.join(builtin_configs())})"
+    )

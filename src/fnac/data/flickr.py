@@ -1,0 +1,97 @@
+"""Flickr-SoundNet (datasets.md, "Flickr-SoundNet").
+
+Files of an id are looked up, in this order, in:
+1. ``<root>/frames/<id>.jpg`` + ``<root>/audio/<id>.wav`` (the prepared training layout);
+2. ``<root>/<id>.jpg`` + ``<root>/<id>.wav`` side by side (the reference code's test folder);
+3. ``<root>/Data/**`` (the released test set: files spread over ``Data/0`` .. ``Data/9``), found by id.
+Images may be .jpg/.jpeg/.png, audio any of common.AUDIO_EXTS (.wav first).
+
+Annotations (val/test): ``<id>.xml`` in data.annotations (a folder), default ``<root>/Annotations``,
+then beside the images in ``<root>``. Every XML file of the split is parsed once when the dataset is
+built. Id lists: defaults ``<root>/{train,val,test}.txt``, test also ``<root>/flickr_test.csv``
+(rows ``id,<int>``: only the first column is read).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fnac.config import DataConfig
+from fnac.data.common import (
+    AUDIO_EXTS,
+    IMAGE_EXTS,
+    AVDataset,
+    Entry,
+    ListReport,
+    apply_exclusion,
+    index_files,
+    match_files,
+    merged_index,
+    read_id_list,
+    split_list_path,
+)
+from fnac.data.targets import FlickrBoxes
+from fnac.errors import DataError
+
+LIST_DEFAULTS = {"train": ["train.txt"], "val": ["val.txt"], "test": ["test.txt", "flickr_test.csv"]}
+
+
+def layout_indexes(root: Path, extended: bool = False) -> tuple[dict[str, str], dict[str, str], str, str]:
+    """(images, audios, where_images, where_audio) over the three layouts of the module docstring
+    (plus SLAVC's extend_frames/ + extend_audio/ when ``extended``)."""
+    img_dirs = [(root / "frames", False), (root, False), (root / "Data", True)]
+    aud_dirs = [(root / "audio", False), (root, False), (root / "Data", True)]
+    if extended:
+        img_dirs.insert(1, (root / "extend_frames", False))
+        aud_dirs.insert(1, (root / "extend_audio", False))
+    images = merged_index(img_dirs, IMAGE_EXTS)
+    audios = merged_index(aud_dirs, AUDIO_EXTS)
+    where_i = ", ".join(str(d) + ("/**" if rec else "") for d, rec in img_dirs)
+    where_a = ", ".join(str(d) + ("/**" if rec else "") for d, rec in aud_dirs)
+    return images, audios, where_i, where_a
+
+
+def annotation_index(data_cfg: DataConfig) -> tuple[dict[str, str], str]:
+    """id -> XML path, and a description of where it looked."""
+    root = Path(data_cfg.root)
+    if data_cfg.annotations:
+        folder = Path(data_cfg.annotations)
+        if not folder.is_dir():
+            raise DataError(f"data.annotations: Flickr annotation folder not found: {folder}")
+        return index_files(folder, (".xml",)), str(folder)
+    folders = [(root / "Annotations", False), (root, False)]
+    return merged_index(folders, (".xml",)), f"{root / 'Annotations'} or {root}"
+
+
+def build(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) -> AVDataset:
+    """The ``flickr`` dataset: see the module docstring. Val and test splits carry ``gt_map``."""
+    root = Path(data_cfg.root)
+    list_path = split_list_path(data_cfg, split, LIST_DEFAULTS)
+    listed = read_id_list(list_path)
+    ids, excluded = apply_exclusion(listed, data_cfg) if split == "train" else (listed, [])
+    annotated = split != "train"
+    xmls: dict[str, str] = {}
+    where_x = ""
+    if annotated:
+        xmls, where_x = annotation_index(data_cfg)
+    images, audios, where_i, where_a = layout_indexes(root)
+    entries, missing = match_files(ids, images, audios, where_i, where_a, flickr_entry_maker(annotated, xmls, where_x))
+    ds = AVDataset("flickr", split, data_cfg, train, entries, ListReport(str(list_path), listed, missing, excluded),
+                   annotated, seed)
+    ds._log_build()
+    return ds
+
+
+def flickr_entry_maker(annotated: bool, xmls: dict[str, str], where_x: str):
+    """make(id, image, audio) for match_files: parses the id's XML now (once per dataset build)."""
+
+    def make(i: str, img: str, aud: str) -> Entry | str:
+        target: Any = None
+        if annotated:
+            x = xmls.get(i)
+            if x is None:
+                return f"no annotation {i}.xml (looked in {where_x})"
+            target = FlickrBoxes.from_xml(x)  # DataError naming the file on a malformed XML
+        return Entry(i, img, aud, target=target)
+
+    return make

@@ -1,0 +1,441 @@
+"""Decode and encode media files: audio from any container, video frames, wav and video writers.
+
+Pure I/O (method.md section 4, "Inputs"): no torch here. Audio comes back as float32 mono in [-1, 1]
+at the file's native rate unless a rate is asked for; frames come back as RGB ``PIL.Image``.
+
+Back ends: soundfile for wav/flac (fast path), PyAV (FFmpeg) for everything else. Encoders present in
+the pinned PyAV build (av 18.1, checked with ``av.codecs_available``): video ``libx264``/``h264``,
+``mpeg4``, ``libvpx-vp9``, ``libvpx`` (VP8), ``mjpeg``, ``png``; audio ``aac``, ``libopus``/``opus``,
+``mp3`` (LAME), ``flac``, ``pcm_s16le``, ``vorbis`` (FFmpeg's native one; no ``libvorbis``).
+Usual pairs: mp4/mkv with libx264 + aac, avi with mpeg4 + pcm_s16le, webm with libvpx-vp9 + libopus
+(Opus takes 8, 12, 16, 24 or 48 kHz only, and FFmpeg decodes Opus at 48 kHz whatever rate was encoded,
+so ``read_audio`` of a webm reports 48000 unless asked to resample). AAC in mp4 decodes sample-aligned
+with the input (the priming delay is skipped, trailing padding trimmed to the stream's length).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from fnac.errors import MediaError
+
+PathLike = str | os.PathLike
+
+_SOUNDFILE_SUFFIXES = {".wav", ".flac"}
+_OPUS_RATES = {8000, 12000, 16000, 24000, 48000}
+_AUTO_AUDIO_CODEC = {".webm": "libopus", ".avi": "pcm_s16le"}  # write_video's audio_codec="auto"
+
+
+@dataclass
+class MediaInfo:
+    """What ``probe`` learns about a file. Fields that do not apply are 0 (or False)."""
+
+    duration: float  # seconds (longest stream)
+    has_video: bool
+    has_audio: bool
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    n_frames: int = 0  # container's count when stored, else estimated as round(duration * fps)
+    sample_rate: int = 0
+    channels: int = 0
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _check_file(path: PathLike) -> Path:
+    """Fail early, naming the file, when it is missing, not a file, or empty."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{p}: file not found")
+    if not p.is_file():
+        raise MediaError(f"{p}: not a regular file")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{p}: file is empty (0 bytes)")
+    return p
+
+
+def _temp_name(p: Path) -> Path:
+    """A sibling name keeping the suffix (FFmpeg and libsndfile pick the format from it)."""
+    return p.with_name(f".{p.stem}.{os.getpid()}.partial{p.suffix}")
+
+
+def _open_input(p: Path):
+    import av
+
+    try:
+        return av.open(str(p), mode="r")
+    except Exception as e:  # av.error.FFmpegError and friends
+        raise MediaError(f"{p}: cannot open as a media file ({_short(e)})") from e
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+def _finish_audio(x: np.ndarray, p: Path) -> np.ndarray:
+    """Common checks on a decoded mono signal."""
+    if x.size == 0:
+        raise MediaError(f"{p}: audio track contains no samples")
+    if not np.all(np.isfinite(x)):
+        bad = "NaN" if np.isnan(x).any() else "infinite values"
+        raise MediaError(f"{p}: audio contains {bad}")
+    return np.clip(x, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample a mono float signal with FFmpeg's swresample (PyAV ``AudioResampler``).
+
+    Output length is about ``len(x) * sr_out / sr_in`` (the resampler is flushed at the end).
+    """
+    import av
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if sr_in == sr_out or x.size == 0:
+        return x.copy()
+    res = av.AudioResampler(format="flt", layout="mono", rate=int(sr_out))
+    frame = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")  # (1, N) packed
+    frame.sample_rate = int(sr_in)
+    frame.pts = 0
+    frame.time_base = Fraction(1, int(sr_in))
+    out = [f.to_ndarray().reshape(-1) for f in res.resample(frame)]
+    out += [f.to_ndarray().reshape(-1) for f in res.resample(None)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+def _decode_audio_av(p: Path) -> tuple[np.ndarray, int]:
+    """All audio frames of the first audio stream, as float, clipped per channel, channels averaged."""
+    import av
+
+    with _open_input(p) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{p}: no audio track")
+        stream = container.streams.audio[0]
+        sr = int(stream.codec_context.sample_rate or stream.rate or 0)
+        chunks: list[np.ndarray] = []
+        resampler = None
+        try:
+            for frame in container.decode(stream):
+                if resampler is None:  # planar float at the native rate and layout
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
+                    sr = int(frame.sample_rate)
+                for f in resampler.resample(frame):
+                    chunks.append(f.to_ndarray())  # (channels, n)
+            if resampler is not None:
+                for f in resampler.resample(None):
+                    chunks.append(f.to_ndarray())
+        except MediaError:
+            raise
+        except Exception as e:
+            raise MediaError(f"{p}: audio is corrupt or cannot be decoded ({_short(e)})") from e
+        # Drop encoder padding past the declared stream length (e.g. AAC's last partial frame).
+        n_declared = 0
+        if stream.duration is not None and stream.time_base is not None and sr > 0:
+            n_declared = int(round(float(stream.duration * stream.time_base) * sr))
+    if not chunks or sr <= 0:
+        raise MediaError(f"{p}: audio track contains no samples")
+    x = np.concatenate(chunks, axis=1).astype(np.float32)  # (channels, N)
+    if 0 < n_declared < x.shape[1]:
+        x = x[:, :n_declared]
+    x = np.clip(x, -1.0, 1.0).mean(axis=0) if np.all(np.isfinite(x)) else x.mean(axis=0)
+    return x, sr
+
+
+def _read_soundfile(p: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True)  # (N, channels)
+    except Exception as e:
+        raise MediaError(f"{p}: cannot read audio ({_short(e)})") from e
+    if data.size == 0:
+        raise MediaError(f"{p}: audio track contains no samples")
+    if np.all(np.isfinite(data)):
+        data = np.clip(data, -1.0, 1.0)
+    return data.mean(axis=1), int(sr)
+
+
+# ----------------------------------------------------------------------------------------------- audio
+
+
+def read_audio(path: PathLike, sample_rate: int = 0) -> tuple[np.ndarray, int]:
+    """Decode a file's audio as float32 mono in [-1, 1] (method.md 4, Audio step 1).
+
+    wav/flac go through soundfile, any other container through PyAV (first audio stream, all frames).
+    Each channel is clipped to [-1, 1], then channels are averaged. ``sample_rate > 0`` resamples
+    (swresample); 0 keeps the native rate. Returns ``(x (N,), sr)``.
+    Raises MediaError for a missing, empty, unreadable or corrupt file, no audio track, zero samples,
+    or NaN/infinite samples.
+    """
+    p = _check_file(path)
+    if p.suffix.lower() in _SOUNDFILE_SUFFIXES:
+        try:
+            x, sr = _read_soundfile(p)
+        except MediaError as first:  # e.g. a wav holding a codec libsndfile lacks: let FFmpeg try
+            try:
+                x, sr = _decode_audio_av(p)
+            except MediaError:
+                raise first from None
+    else:
+        x, sr = _decode_audio_av(p)
+    x = _finish_audio(x, p)
+    if sample_rate and sample_rate > 0 and sample_rate != sr:
+        x = _finish_audio(resample(x, sr, int(sample_rate)), p)
+        sr = int(sample_rate)
+    return x, sr
+
+
+def write_wav(path: PathLike, x: np.ndarray, sr: int, subtype: str = "PCM_16") -> None:
+    """Write a wav (or flac, by suffix) file. ``x`` is (N,) or (N, C), float in [-1, 1] (clipped) or int16.
+
+    ``subtype`` is soundfile's ("PCM_16", "FLOAT", ...). Written to a temporary name, then renamed.
+    """
+    import soundfile as sf
+
+    x = np.asarray(x)
+    if x.ndim not in (1, 2) or x.shape[0] == 0:
+        raise MediaError(f"{path}: expected audio of shape (N,) or (N, C) with N > 0, got {x.shape}")
+    if x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)):
+            raise MediaError(f"{path}: refusing to write audio that contains NaN or infinite values")
+        x = np.clip(x, -1.0, 1.0)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(p)
+    try:
+        sf.write(str(tmp), x, int(sr), subtype=subtype)
+        os.replace(tmp, p)
+    except (sf.LibsndfileError, OSError, ValueError, TypeError) as e:
+        raise MediaError(f"{p}: cannot write audio ({_short(e)})") from e
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# ----------------------------------------------------------------------------------------------- video
+
+
+def probe(path: PathLike) -> MediaInfo:
+    """Duration, streams, frame size, fps, frame count, sample rate and channels of a media file."""
+    p = _check_file(path)
+    with _open_input(p) as c:
+        durations: list[float] = []
+        info = MediaInfo(duration=0.0, has_video=bool(c.streams.video), has_audio=bool(c.streams.audio))
+        for s in list(c.streams.video[:1]) + list(c.streams.audio[:1]):
+            if s.duration is not None and s.time_base is not None:
+                durations.append(float(s.duration * s.time_base))
+        if c.duration is not None:
+            durations.append(c.duration / 1_000_000)  # container duration is in AV_TIME_BASE units
+        if c.streams.video:
+            v = c.streams.video[0]
+            info.width = int(v.codec_context.width or 0)
+            info.height = int(v.codec_context.height or 0)
+            rate = v.average_rate or v.guessed_rate or v.base_rate
+            info.fps = float(rate) if rate else 0.0
+            info.n_frames = int(v.frames or 0)
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            info.sample_rate = int(a.codec_context.sample_rate or a.rate or 0)
+            info.channels = int(a.codec_context.channels or 0)
+    info.duration = max(durations) if durations else 0.0
+    if info.has_video and info.n_frames == 0 and info.fps > 0:
+        info.n_frames = int(round(info.duration * info.fps))
+    return info
+
+
+def iter_video_frames(path: PathLike, every: int = 1) -> Iterator[tuple[int, float, Image.Image]]:
+    """Yield ``(index, time_s, RGB image)`` for every ``every``-th decoded frame of the first video stream.
+
+    ``time_s`` is the frame's presentation time relative to the stream's start (index / fps when the
+    file has no timestamps).
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    p = _check_file(path)
+    with _open_input(p) as c:
+        if not c.streams.video:
+            raise MediaError(f"{p}: no video track")
+        v = c.streams.video[0]
+        rate = v.average_rate or v.guessed_rate or v.base_rate
+        fps = float(rate) if rate else 0.0
+        t0 = float(v.start_time * v.time_base) if v.start_time is not None and v.time_base else 0.0
+        index = -1
+        try:
+            for frame in c.decode(v):
+                index += 1
+                if index % every:
+                    continue
+                if frame.time is not None:
+                    t = float(frame.time) - t0
+                else:
+                    t = index / fps if fps > 0 else 0.0
+                yield index, t, frame.to_image().convert("RGB")
+        except MediaError:
+            raise
+        except Exception as e:
+            raise MediaError(f"{p}: video is corrupt or cannot be decoded at frame {index} ({_short(e)})") from e
+    if index < 0:
+        raise MediaError(f"{p}: video track contains no frames")
+
+
+def read_frame_at(path: PathLike, t: float | None = None) -> Image.Image:
+    """The frame shown at time ``t`` seconds (the last frame whose time is <= t); None = middle frame.
+
+    The middle frame is the one shown at duration / 2 (frame n // 2 for n frames at a constant rate).
+    A time past the end gives the last frame.
+    """
+    p = _check_file(path)
+    if t is None:
+        info = probe(p)
+        t = info.duration / 2
+    if t < 0 or not math.isfinite(t):
+        raise ValueError(f"{p}: frame time must be a finite number >= 0, got {t}")
+    chosen: Image.Image | None = None
+    eps = 1e-6
+    for _, ft, img in iter_video_frames(p):
+        if chosen is not None and ft > t + eps:
+            break
+        chosen = img
+    assert chosen is not None  # iter_video_frames raises on an empty stream
+    return chosen
+
+
+def _as_stereo_or_mono(audio: np.ndarray, path: PathLike) -> np.ndarray:
+    """(N,) or (N, C) / int16 or float -> float32 (C, N) with C in {1, 2}."""
+    a = np.asarray(audio)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[1] not in (1, 2) or a.shape[0] == 0:
+        raise MediaError(f"{path}: audio must be (N,) mono or (N, 2) stereo with N > 0, got {np.shape(audio)}")
+    if a.dtype == np.int16:
+        a = a.astype(np.float32) / 32768.0
+    a = a.astype(np.float32)
+    if not np.all(np.isfinite(a)):
+        raise MediaError(f"{path}: refusing to write audio that contains NaN or infinite values")
+    return np.ascontiguousarray(np.clip(a, -1.0, 1.0).T)  # (C, N)
+
+
+def write_video(
+    path: PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    codec: str = "libx264",
+    audio_codec: str = "auto",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+) -> None:
+    """Encode RGB frames (each (H, W, 3) uint8, all the same size) and an optional audio track.
+
+    ``audio`` is (N,) mono or (N, 2) stereo, float in [-1, 1] or int16, at ``sample_rate``; it is
+    interleaved with the video by time. ``options`` go to the video encoder (e.g. {"crf": "18"}).
+    yuv420p needs an even width and height. See the module docstring for codec/container pairs.
+    ``audio_codec="auto"`` picks aac (mp4, mkv, mov, ...), libopus (webm) or pcm_s16le (avi: the avi
+    muxer shifts the video timestamps and keeps the encoder delay when given aac or mp3).
+    """
+    import av
+
+    p = Path(path)
+    if not fps or fps <= 0:
+        raise MediaError(f"{p}: fps must be > 0, got {fps}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    a = _as_stereo_or_mono(audio, p) if audio is not None else None
+    if audio_codec == "auto":
+        audio_codec = _AUTO_AUDIO_CODEC.get(p.suffix.lower(), "aac")
+    if a is not None and audio_codec in ("libopus", "opus") and int(sample_rate) not in _OPUS_RATES:
+        raise MediaError(f"{p}: Opus encodes only {sorted(_OPUS_RATES)} Hz, got sample_rate={sample_rate}")
+    rate = Fraction(fps).limit_denominator(10000)
+    tmp = _temp_name(p)  # written then renamed: an interrupted write leaves no half file at `path`
+    try:
+        container = av.open(str(tmp), mode="w")
+    except Exception as e:
+        raise MediaError(f"{p}: cannot create output file ({_short(e)})") from e
+    ok = False
+    try:
+        vstream = None
+        astream = None
+        a_pos = 0  # next audio sample to encode
+        n = 0
+        chunk = 1024
+
+        def push_audio(until: int) -> None:
+            nonlocal a_pos
+            assert a is not None and astream is not None
+            until = min(until, a.shape[1])
+            while a_pos < until:
+                end = min(a_pos + chunk, until)
+                layout = "mono" if a.shape[0] == 1 else "stereo"
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[:, a_pos:end]), format="fltp", layout=layout)
+                # (C, n) planar
+                af.sample_rate = int(sample_rate)
+                af.pts = a_pos
+                af.time_base = Fraction(1, int(sample_rate))
+                for pkt in astream.encode(af):
+                    container.mux(pkt)
+                a_pos = end
+
+        for frame in frames:
+            arr = np.asarray(frame)
+            if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+                raise MediaError(f"{p}: frame {n} must be (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+            if vstream is None:
+                h, w = arr.shape[:2]
+                if pix_fmt == "yuv420p" and (h % 2 or w % 2):
+                    raise MediaError(f"{p}: yuv420p needs an even frame size, got {w}x{h}")
+                try:
+                    vstream = container.add_stream(codec, rate=rate)
+                except Exception as e:
+                    raise MediaError(f"{p}: video encoder {codec!r} unavailable ({_short(e)})") from e
+                vstream.width, vstream.height, vstream.pix_fmt = w, h, pix_fmt
+                if options:
+                    vstream.codec_context.options = dict(options)
+                if a is not None:
+                    try:
+                        astream = container.add_stream(
+                            audio_codec, rate=int(sample_rate), layout="mono" if a.shape[0] == 1 else "stereo"
+                        )
+                    except Exception as e:
+                        raise MediaError(f"{p}: audio encoder {audio_codec!r} unavailable ({_short(e)})") from e
+            elif arr.shape[:2] != (h, w):
+                raise MediaError(f"{p}: frame {n} is {arr.shape[1]}x{arr.shape[0]}, expected {w}x{h}")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            vf.pts = n
+            vf.time_base = Fraction(1) / rate
+            for pkt in vstream.encode(vf):
+                container.mux(pkt)
+            n += 1
+            if a is not None:
+                push_audio(int(math.ceil(n / float(rate) * sample_rate)))
+        if vstream is None:
+            raise MediaError(f"{p}: no frames to write")
+        if a is not None:
+            push_audio(a.shape[1])
+            for pkt in astream.encode(None):
+                container.mux(pkt)
+        for pkt in vstream.encode(None):
+            container.mux(pkt)
+        ok = True
+    except (av.error.FFmpegError, OSError) as e:  # errors of the caller's frame iterable pass through
+        raise MediaError(f"{p}: encoding failed ({_short(e)})") from e
+    finally:
+        try:
+            container.close()
+        except Exception as e:  # finishing the file (trailer) failed
+            if ok:
+                ok = False
+                raise MediaError(f"{p}: could not finish writing ({_short(e)})") from e
+        finally:
+            if ok:
+                os.replace(tmp, p)
+            elif tmp.exists():
+                tmp.unlink()

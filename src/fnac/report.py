@@ -1,0 +1,161 @@
+"""Evaluation runs as a user asks for them: load, evaluate under one or more protocols, write the
+per-sample CSV, metrics JSON and overlays, and return the printed table. Used by `fnac eval` and the demo.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from fnac import localization as loc
+from fnac.checkpoint import checkpoint_config, load_checkpoint
+from fnac.config import Config, load_config, resolve_config_path
+from fnac.data import build_dataset
+from fnac.evaluate import EvalResult, Protocol, evaluate_model, format_table
+from fnac.models.fnac import ObjectNet, pair_maps
+from fnac.train import resolve_device
+from fnac.vision import IMAGENET_MEAN, IMAGENET_STD
+from fnac.visualize import heat_overlay, save_png
+
+log = logging.getLogger(__name__)
+
+
+def resolve_eval_config(checkpoint: str | None, config: str | None, overrides: Sequence[str]) -> Config:
+    """--config if given, else the checkpoint's stored config, else defaults; then the overrides."""
+    if config:
+        return load_config(resolve_config_path(config), list(overrides))
+    cfg = checkpoint_config(checkpoint) if checkpoint else None
+    if cfg is None:
+        cfg = load_config(None, [])
+    from fnac.config import apply_overrides
+
+    return apply_overrides(cfg, list(overrides))
+
+
+def denormalize(image: torch.Tensor) -> np.ndarray:
+    """(3, S, S) normalised tensor -> uint8 (S, S, 3)."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    x = (image.float().cpu() * std + mean).clamp(0, 1)
+    return (x.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def outline(gt: np.ndarray) -> np.ndarray:
+    """Boolean (H, W) mask of the boundary pixels of gt > 0."""
+    m = gt > 0
+    inner = m.copy()
+    inner[1:, :] &= m[:-1, :]
+    inner[:-1, :] &= m[1:, :]
+    inner[:, 1:] &= m[:, :-1]
+    inner[:, :-1] &= m[:, 1:]
+    return m & ~inner
+
+
+@torch.no_grad()
+def write_overlays(model: torch.nn.Module, dataset: Any, result: EvalResult, out_dir: Path, k: int,
+                   device: torch.device) -> list[Path]:
+    """Heat map over the frame with the ground-truth outline (white) for the k best and k worst samples."""
+    if k <= 0 or not result.per_sample:
+        return []
+    index_of = {sid: i for i, sid in enumerate(dataset.ids)}
+    rows = sorted(result.per_sample, key=lambda r: r["ciou"])
+    chosen = [("worst", r) for r in rows[:k]] + [("best", r) for r in rows[::-1][:k]]
+    paths = []
+    for tag, row in chosen:
+        sample = dataset[index_of[row["id"]]]
+        if "error" in sample:
+            continue
+        img = sample["image"].unsqueeze(0).to(device)
+        spec = sample["spec"].unsqueeze(0).to(device)
+        raw = pair_maps(model.encode_image(img), model.encode_audio(spec), float(model.tau))[0].cpu().numpy()
+        frame = denormalize(sample["image"])
+        size = frame.shape[0]
+        m = loc.minmax(loc.upsample(raw, size, result.protocol.upsample))
+        pk = loc.peak_and_box(m)
+        over = heat_overlay(frame, m, alpha=0.5, peak=((pk.x + 0.5) / size, (pk.y + 0.5) / size))
+        gt = sample["gt_map"].numpy()
+        if gt.shape[0] != size:
+            gt = loc.upsample(gt, size, "bilinear")
+        over[outline(gt)] = (255, 255, 255)
+        safe = "".join(c if c.isalnum() or c in "-_+" else "_" for c in row["id"])
+        p = out_dir / "overlays" / f"{tag}_{row['ciou']:.3f}_{safe}.png"
+        paths.append(save_png(p, over))
+    return paths
+
+
+def write_per_sample(result: EvalResult, path: Path, baseline_rows: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys: list[str] = []
+    for r in result.per_sample:
+        keys.extend(k for k in r if k not in keys)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys or ["id"])
+        w.writeheader()
+        for r in result.per_sample:
+            w.writerow(r)
+        for sid, why in result.failed:
+            w.writerow({"id": sid, **({"ciou": ""} if "ciou" in keys else {})})
+    if result.failed:
+        with open(path.with_name(path.stem + "_failed.csv"), "w", newline="") as f:
+            w2 = csv.writer(f)
+            w2.writerow(["id", "reason"])
+            w2.writerows(result.failed)
+
+
+def run_evaluation(
+    checkpoint: str | None,
+    config: str | None = None,
+    overrides: Sequence[str] = (),
+    split: str = "test",
+    protocols: Sequence[Protocol] = (Protocol(),),
+    object_weights: str | None = None,
+    out_dir: str | Path | None = None,
+    overlays: int = 4,
+    batch_size: int = 32,
+    device: str = "auto",
+    workers: int | None = None,
+    baselines: bool = True,
+    label: str = "FNAC",
+) -> str:
+    """Evaluate and write outputs; returns the text to print (one table per protocol)."""
+    cfg = resolve_eval_config(checkpoint, config, overrides)
+    dev = resolve_device(device)
+    model = load_checkpoint(checkpoint, dev) if checkpoint else None
+    dataset = build_dataset(cfg.data, split, train=False)
+    object_net = ObjectNet(object_weights).to(dev) if object_weights else None
+    out = Path(out_dir) if out_dir else None
+    texts = []
+    summary = []
+    for i, proto in enumerate(protocols):
+        res = evaluate_model(model, dataset, proto, batch_size=batch_size, device=dev,
+                             num_workers=cfg.data.num_workers if workers is None else workers,
+                             object_net=object_net, baselines=baselines and i == 0, progress=True)
+        rows: dict[str, dict[str, float]] = {}
+        if model is not None:
+            rows[f"{label} ({proto.map})" if len(protocols) > 1 else label] = res.metrics
+        rows.update({f"baseline: {n}": v for n, v in res.baselines.items()})
+        text = format_table(rows, header=res.header())
+        if res.missing:
+            shown = ", ".join(res.missing[:10]) + (" ..." if len(res.missing) > 10 else "")
+            text += f"\nmissing ({len(res.missing)}): {shown}"
+        if res.failed:
+            shown = "; ".join(f"{s}: {r}" for s, r in res.failed[:5]) + (" ..." if len(res.failed) > 5 else "")
+            text += f"\nfailed to load ({len(res.failed)}): {shown}"
+        texts.append(text)
+        summary.append(res.to_dict() | {"per_sample": None})
+        if out is not None and model is not None:
+            tag = proto.map if len(protocols) > 1 else ""
+            write_per_sample(res, out / f"per_sample{('_' + tag) if tag else ''}.csv")
+            if i == 0 and proto.map == "av":
+                write_overlays(model, dataset, res, out, overlays, dev)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        if dataset.missing:
+            (out / "missing.txt").write_text("\n".join(dataset.missing) + "\n")
+    return "\n\n".join(texts)

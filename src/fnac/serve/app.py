@@ -1,0 +1,304 @@
+"""The local demo: upload a video, get it back with the heat map over it and the peak track.
+
+`create_app(model, limits, workdir)` builds the FastAPI app (tests drive it with starlette's
+TestClient). Uploads arrive as the raw request body (`POST /api/jobs?filename=NAME`), are streamed to
+disk and cut off past the size limit (413); the extension and a probe of the file decide whether it
+is a video with sound (415 / 422); the duration is checked from the probe before anything is
+decoded. One worker thread runs the same localization as `fnac localize` (`fnac.inference`), one job
+at a time; the page polls `GET /api/jobs/{id}` and then plays `GET /api/jobs/{id}/overlay.mp4`.
+Errors are JSON: {"error": "..."}.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+import unicodedata
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from fnac import inference as inf
+from fnac import media
+from fnac.errors import FnacError, MediaError
+from fnac.models.fnac import FNAC
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+ALLOWED_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_CHUNK = 1 << 16
+OUTPUT_TYPES = {"mp4": "video/mp4", "webm": "video/webm"}
+
+
+@dataclass
+class Limits:
+    """What the server accepts and how it localizes."""
+
+    max_upload_mb: float = 50.0  # request bodies past this are cut off (413)
+    max_seconds: float = 60.0  # longer videos are refused from the probe (413)
+    every: int = 1  # localize every K-th frame
+    window: float = 3.0  # seconds of audio centred on each frame
+    batch_size: int = 16
+    device: str = "cpu"
+    video_format: str = "mp4"  # result container: "mp4" (H.264 + AAC) or "webm" (VP9 + Opus)
+    max_queue: int = 4  # jobs waiting or running; more get 429
+    keep_jobs: int = 8  # finished jobs kept (files and all); older ones are deleted
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def sanitize_filename(name: str | None, default: str = "upload") -> str:
+    """A display-safe base name: path components dropped (both / and \\), characters outside
+    [A-Za-z0-9._ -] replaced by '_', leading dots and spaces removed, at most 100 characters
+    (the extension kept). Never used as a path on the server: uploads are stored as input<ext>."""
+    name = unicodedata.normalize("NFKC", name or "")
+    name = re.split(r"[/\\]", name)[-1]
+    name = re.sub(r"[^A-Za-z0-9._ -]", "_", name).strip().lstrip(". ")
+    if not name or set(name) <= {"_", ".", " ", "-"}:
+        name = default
+    if len(name) > 100:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 99 - len(ext)] + "." + ext) if dot and len(ext) <= 10 else name[:100]
+    return name
+
+
+@dataclass
+class Job:
+    id: str
+    filename: str  # sanitised display name
+    dir: Path
+    input: Path
+    duration: float
+    state: str = "queued"  # queued | running | done | error
+    progress: float = 0.0
+    error: str | None = None
+    summary: dict | None = None
+    frames: list[dict] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"job": self.id, "state": self.state, "filename": self.filename,
+                               "progress": round(self.progress, 4), "duration": round(self.duration, 3)}
+        if self.error:
+            out["error"] = self.error
+        if self.state == "done":
+            out["result"] = {"video_url": f"/api/jobs/{self.id}/overlay", "json_url": f"/api/jobs/{self.id}/result.json",
+                             "summary": self.summary, "frames": self.frames}
+        return out
+
+
+class JobManager:
+    """Jobs in memory, run one at a time by a single worker thread."""
+
+    def __init__(self, model: FNAC, limits: Limits, workdir: Path) -> None:
+        self.model = model
+        self.limits = limits
+        self.workdir = workdir
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnac-localize")
+
+    def active(self) -> int:
+        with self.lock:
+            return sum(j.state in ("queued", "running") for j in self.jobs.values())
+
+    def new_dir(self) -> tuple[str, Path]:
+        jid = uuid.uuid4().hex
+        d = self.workdir / "jobs" / jid
+        d.mkdir(parents=True)
+        return jid, d
+
+    def submit(self, job: Job) -> None:
+        with self.lock:
+            self.jobs[job.id] = job
+            self._evict()
+        self.pool.submit(self._run, job)
+
+    def get(self, jid: str) -> Job | None:
+        with self.lock:
+            return self.jobs.get(jid)
+
+    def _evict(self) -> None:
+        done = [j for j in self.jobs.values() if j.state in ("done", "error")]
+        for j in done[: max(0, len(done) - self.limits.keep_jobs)]:
+            self.jobs.pop(j.id, None)
+            shutil.rmtree(j.dir, ignore_errors=True)
+
+    def _run(self, job: Job) -> None:
+        lim = self.limits
+        job.state = "running"
+
+        def progress(done: int, total: int) -> None:
+            job.progress = 0.9 * min(1.0, done / max(total, 1))  # the last 10%: writing the video
+
+        try:
+            result = inf.localize_video(self.model, job.input, every=lim.every, window=lim.window,
+                                        batch_size=lim.batch_size, device=lim.device, progress=False,
+                                        on_progress=progress)
+            inf.write_overlay_video(result, job.dir / f"overlay.{lim.video_format}")
+            doc = result.to_dict()
+            doc["summary"]["video"] = job.filename
+            doc["summary"]["warnings"] = [self._user_text(w, job) for w in doc["summary"]["warnings"]]
+            inf.write_json(doc, job.dir / "result.json")
+            job.summary = doc["summary"]
+            job.frames = [{"time": f["time"], "peak": f["peak"], "box": f["box"]} for f in doc["frames"]]
+            job.progress = 1.0
+            job.state = "done"
+        except FnacError as e:
+            job.error = self._user_text(str(e), job)
+            job.state = "error"
+        except Exception as e:  # noqa: BLE001 - the page must get an answer, the log the traceback
+            log.exception("job %s failed", job.id)
+            job.error = f"{job.filename}: internal error while localizing ({type(e).__name__})"
+            job.state = "error"
+
+    @staticmethod
+    def _user_text(text: str, job: Job) -> str:
+        """Name the user's file, not the server's storage path."""
+        return text.replace(str(job.input), job.filename)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None):
+    """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None)."""
+    limits = limits or Limits()
+    if limits.video_format not in OUTPUT_TYPES:
+        raise FnacError(f"serve: video_format must be one of {sorted(OUTPUT_TYPES)}, got {limits.video_format!r}")
+    wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fnac-serve-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    manager = JobManager(model, limits, wd)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        manager.shutdown()
+
+    app = FastAPI(title="fnac demo", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.manager = manager
+    app.state.limits = limits
+    app.state.workdir = wd
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.get("/")
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/api/info")
+    def info() -> dict:
+        return {
+            "limits": {k: v for k, v in asdict(limits).items() if k not in ("device",)},
+            "max_upload_bytes": limits.max_upload_bytes,
+            "accepted": list(ALLOWED_SUFFIXES),
+            "image_size": inf.default_image_size(model),
+            "video_type": OUTPUT_TYPES[limits.video_format],
+        }
+
+    @app.post("/api/jobs", status_code=202)
+    async def create_job(request: Request, filename: str = Query("", max_length=1000)):
+        name = sanitize_filename(filename)
+        suffix = Path(name).suffix.lower()
+        if suffix not in ALLOWED_SUFFIXES:
+            return error(415, f"{name}: unsupported file type {suffix or '(no extension)'}; "
+                              f"upload a video ({', '.join(ALLOWED_SUFFIXES)})")
+        limit = limits.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return error(413, f"{name}: {int(declared) / 2**20:.1f} MB is more than the "
+                              f"{limits.max_upload_mb:g} MB limit")
+        if manager.active() >= limits.max_queue:
+            return error(429, "the server is busy with other videos; try again in a minute")
+        jid, d = manager.new_dir()
+        path = d / f"input{suffix}"
+        size = 0
+        too_big = False
+        try:
+            with open(path, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        too_big = True
+                        break  # stop reading: the rest of the body is never consumed
+                    f.write(chunk)
+        except Exception as e:  # noqa: BLE001 - a client that disconnects mid-upload
+            shutil.rmtree(d, ignore_errors=True)
+            return error(400, f"{name}: upload interrupted ({type(e).__name__})")
+        if too_big:
+            shutil.rmtree(d, ignore_errors=True)
+            return error(413, f"{name}: more than the {limits.max_upload_mb:g} MB upload limit")
+        if size == 0:
+            shutil.rmtree(d, ignore_errors=True)
+            return error(400, f"{name}: the upload is empty")
+        try:
+            mi = await run_in_threadpool(media.probe, path)
+        except MediaError:
+            shutil.rmtree(d, ignore_errors=True)
+            return error(415, f"{name}: not a video file that can be read (unknown or corrupt format)")
+        problem = None
+        if not mi.has_video:
+            problem = (415, f"{name}: no video track")
+        elif not mi.has_audio:
+            problem = (422, f"{name}: no audio track; localization needs the sound")
+        elif mi.duration > limits.max_seconds:
+            problem = (413, f"{name}: {mi.duration:.1f} s long; the limit is {limits.max_seconds:g} s")
+        if problem:
+            shutil.rmtree(d, ignore_errors=True)
+            return error(*problem)
+        job = Job(id=jid, filename=name, dir=d, input=path, duration=mi.duration)
+        manager.submit(job)
+        return JSONResponse(job.public(), status_code=202)
+
+    def find(jid: str) -> Job | None:
+        return manager.get(jid) if _JOB_ID.match(jid) else None
+
+    @app.get("/api/jobs/{jid}")
+    def job_status(jid: str):
+        job = find(jid)
+        if job is None:
+            return error(404, f"no job {jid!r} (finished jobs are kept for a while only)")
+        return job.public()
+
+    @app.get("/api/jobs/{jid}/overlay")
+    def job_video(jid: str):
+        job = find(jid)
+        if job is None or job.state != "done":
+            return error(404, f"no result video for job {jid!r}")
+        p = job.dir / f"overlay.{limits.video_format}"
+        stem = Path(job.filename).stem
+        return FileResponse(p, media_type=OUTPUT_TYPES[limits.video_format],
+                            filename=f"{stem}_fnac.{limits.video_format}", content_disposition_type="inline")
+
+    @app.get("/api/jobs/{jid}/result.json")
+    def job_json(jid: str):
+        job = find(jid)
+        if job is None or job.state != "done":
+            return error(404, f"no result for job {jid!r}")
+        return FileResponse(job.dir / "result.json", media_type="application/json")
+
+    return app
