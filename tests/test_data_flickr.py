@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from PIL import Image
 from scipy import signal
 
@@ -164,7 +165,7 @@ def test_extended_flickr_negatives(flat):
     assert np.allclose(samples[2]["image"].numpy(), samples[0]["image"].numpy())
     np.testing.assert_allclose(samples[2]["spec"].numpy(), spec_of(noise(1)), atol=2e-4)
     batch, _ = collate(samples)
-    assert batch["positive"].tolist() == [True, True, False, False] and batch["positive"].dtype.is_floating_point is False
+    assert batch["positive"].tolist() == [True, True, False, False] and batch["positive"].dtype == torch.bool
 
 
 def test_extended_csv_header_is_checked(flat):

@@ -49,6 +49,9 @@ class DataConfig:
     spec_mask: str = "reference"  # "reference" (axis-swapped masks), "specaugment" (axis-correct), "none"
     num_workers: int = 2
     max_skip_fraction: float = 0.05  # stop training when more than this fraction of samples fail to load
+    # Added for the fast data path: a folder written by `fnac cache` ("" = read the plain layout, as
+    # before). Splits found there are read without decoding; others fall back to the plain layout.
+    cache: str = ""
 
 
 @dataclass
@@ -86,10 +89,13 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 caps steps (smoke runs)
     save_every_steps: int = 0  # also write `latest` every N steps mid-epoch (0 = end of epoch only)
     on_nonfinite: str = "stop"  # non-finite loss: "stop" or "skip" the batch (never saved either way)
-    amp: str = "none"  # mixed precision on GPU: "none" or "bf16"
-    channels_last: bool = False
+    amp: str = "none"  # mixed precision: "none" or "bf16" (autocast; on CPU too, where it is rarely faster)
+    channels_last: bool = False  # NHWC image batches and visual weights (faster convolutions on GPU)
     compile: bool = False
-    pin_memory: bool = True
+    # Added with the benchmarks: torch.compile backend when train.compile is on ("inductor" = default;
+    # "eager"/"aot_eager" only trace, for tests and debugging).
+    compile_backend: str = "inductor"
+    pin_memory: bool = True  # page-locked loader batches (CUDA only; ignored on CPU)
     progress: bool = True
 
 

@@ -136,6 +136,7 @@ def find_clips(input_dir: str | os.PathLike, csv_path: str | os.PathLike | None 
         if not clips:
             raise DataError(f"no video files ({', '.join(VIDEO_EXTS)}) in {folder}")
         return clips, problems, 0
+    by_clip = {clip_id_of(k): v for k, v in by_stem.items()}  # already-cut clips, start padded or not
     no_video = 0
     seen: set[str] = set()
     for ytid, start in _read_vggsound_csv(Path(csv_path), split):
@@ -143,8 +144,8 @@ def find_clips(input_dir: str | os.PathLike, csv_path: str | os.PathLike | None 
         if cid in seen:
             continue
         seen.add(cid)
-        if cid in by_stem:  # an already-cut clip
-            clips.append(Clip(cid, by_stem[cid]))
+        if cid in by_clip and ytid not in by_stem:  # an already-cut clip
+            clips.append(Clip(cid, by_clip[cid]))
         elif ytid in by_stem:
             clips.append(Clip(cid, by_stem[ytid], float(start), CLIP_SECONDS))
         else:

@@ -23,14 +23,30 @@ LOSS_KEYS = ("loss", "contrastive", "fns1", "tns", "fns2")
 DEFAULT_CURVE_KEYS = (*LOSS_KEYS, "lr", "val_ciou50", "val_auc")
 
 
+_LUTS: dict[str, np.ndarray] = {}
+
+
+def _lut(name: str) -> np.ndarray:
+    """(N, 3) uint8 colour table of a matplotlib colormap (N = its resolution, 256 for jet)."""
+    if name not in _LUTS:
+        from matplotlib import colormaps  # lazy: matplotlib import costs ~0.3 s
+
+        cmap = colormaps[name]
+        rgba = cmap(np.arange(cmap.N))  # (N, 4) floats
+        _LUTS[name] = np.round(rgba[:, :3] * 255.0).astype(np.uint8)
+    return _LUTS[name]
+
+
 def colormap(values: np.ndarray, name: str = "jet") -> np.ndarray:
     """(...,) floats in [0, 1] -> (..., 3) uint8 RGB through a matplotlib colormap (jet by default,
-    the colour scale of the reference's heat maps)."""
-    from matplotlib import colormaps  # lazy: matplotlib import costs ~0.3 s
-
-    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0), 0.0, 1.0)
-    rgba = colormaps[name](v)  # (..., 4) floats
-    return np.round(rgba[..., :3] * 255.0).astype(np.uint8)
+    the colour scale of the reference's heat maps). Same lookup as matplotlib (index = int(v * N),
+    N - 1 at v = 1), done with a table so that a 720p frame takes milliseconds. NaN counts as 0."""
+    lut = _lut(name)
+    n = lut.shape[0]
+    x = np.asarray(values, dtype=np.float64) * n  # float64: bin edges fall where matplotlib's do
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=n - 1, neginf=0.0)
+    np.clip(x, 0, n - 1, out=x)  # v < 0 -> first colour, v >= 1 -> last
+    return lut.take(x.astype(np.intp), axis=0)
 
 
 def resize_map(map01: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -8,7 +8,8 @@ HELP = "extract the middle frame and 16 kHz mono audio of each clip into frames/
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="folder of clip files <ytid>_<start>.<ext>, or of full videos <ytid>.<ext> with --csv")
+    parser.add_argument("input",
+                        help="folder of clip files <ytid>_<start>.<ext>, or of full videos <ytid>.<ext> with --csv")
     parser.add_argument("out", help="output folder (gets frames/, audio/, the id list and prepare_failures.csv)")
     parser.add_argument("--csv", default=None,
                         help="VGG-Sound CSV (ytid,start_seconds,label,split): cut 10 s clips from full videos")

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -106,7 +107,8 @@ def split_ids(ids: Sequence[str], n_val: int, seed: int = 0) -> tuple[list[str],
     parts in the original order. For a validation list carved out of an annotated set, so that
     checkpoints are never selected on the test ids (evaluation.md section 7)."""
     if not 0 < n_val < len(ids):
-        raise DataError(f"validation size must be between 1 and {len(ids) - 1} (the list has {len(ids)} ids), got {n_val}")
+        raise DataError(f"validation size must be between 1 and {len(ids) - 1} "
+                        f"(the list has {len(ids)} ids), got {n_val}")
     chosen = set(np.random.default_rng(seed).choice(len(ids), size=n_val, replace=False).tolist())
     val = [i for k, i in enumerate(ids) if k in chosen]
     rest = [i for k, i in enumerate(ids) if k not in chosen]
@@ -275,8 +277,7 @@ class AVDataset(Dataset):
     # -- bookkeeping ---------------------------------------------------------------------------
     def _check_ids_unique(self) -> None:
         if len(set(self.ids)) != len(self.ids):
-            seen: set[str] = set()
-            dup = next(i for i in self.ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            dup = next(i for i, n in Counter(self.ids).items() if n > 1)
             raise DataError(f"{self.list_path}: sample id {dup!r} occurs twice after building {self.name}")
 
     def __len__(self) -> int:
@@ -303,9 +304,8 @@ class AVDataset(Dataset):
         log.info("%s", self.summary())
         if self.missing:
             first = ", ".join(f"{i} ({self.missing_reasons[i]})" for i in self.missing[:5])
-            log.warning(
-                "%s %s: %d listed ids have no files on disk, e.g. %s", self.name, self.split, len(self.missing), first
-            )
+            log.warning("%s %s: %d listed ids cannot be used (missing files or annotation), e.g. %s",
+                        self.name, self.split, len(self.missing), first)
 
     # -- loading -------------------------------------------------------------------------------
     def _generators(self, index: int) -> tuple[random.Random | None, torch.Generator | None]:

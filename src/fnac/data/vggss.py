@@ -46,7 +46,8 @@ class VggssAnnotation:
 
 def annotations_path(data_cfg: DataConfig) -> Path:
     root = Path(data_cfg.root)
-    return resolve_list(data_cfg.annotations, [root / n for n in ANNOTATION_DEFAULTS], "annotation file (data.annotations)")
+    return resolve_list(data_cfg.annotations, [root / n for n in ANNOTATION_DEFAULTS],
+                        "annotation file (data.annotations)")
 
 
 def parse_vggss_json(path: str | Path) -> dict[str, VggssAnnotation]:
@@ -56,7 +57,8 @@ def parse_vggss_json(path: str | Path) -> dict[str, VggssAnnotation]:
     p = Path(path)
     entries = _load_json(p)
     if not isinstance(entries, list):
-        raise DataError(f"{p}: expected a JSON list of {{'file', 'class', 'bbox'}} entries, got {type(entries).__name__}")
+        raise DataError(f"{p}: expected a JSON list of {{'file', 'class', 'bbox'}} entries, "
+                        f"got {type(entries).__name__}")
     out: dict[str, VggssAnnotation] = {}
     for k, e in enumerate(entries):
         if not isinstance(e, dict) or not isinstance(e.get("file"), str):
