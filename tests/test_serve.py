@@ -179,3 +179,15 @@ def test_unknown_and_malformed_job_ids(model, tmp_path):
         assert r.status_code == 404 and "error" in r.json()
         assert c.get("/api/jobs/..%2F..%2Fetc/overlay").status_code == 404
         assert c.get("/api/jobs/abc/result.json").status_code == 404
+
+
+def test_serve_command_checks_before_binding(tmp_path, capsys):
+    from fnac.cli import main
+    from fnac.commands.serve import _is_loopback
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "none.pt")]) == 1
+    assert "none.pt" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", "x.pt", "--port", "70000"]) == 1
+    assert "--port" in capsys.readouterr().err
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.2")

@@ -27,12 +27,13 @@ class DemoConfig:
     n_train: int = 2048
     n_val: int = 192
     n_test: int = 384
-    n_classes: int = 6
-    epochs: int = 6
+    n_classes: int = 10
+    epochs: int = 7
+    distractors: int = 1  # silent objects of other classes per image
     quick: bool = False  # a tiny smoke version (tests)
 
     def shrink(self) -> "DemoConfig":
-        return DemoConfig(self.out_dir, self.seed, 96, 16, 32, 4, 2, True)
+        return DemoConfig(self.out_dir, self.seed, 96, 16, 32, 4, 2, 1, True)
 
 
 def run_demo(dc: DemoConfig, workers: int = 1) -> dict:
@@ -44,6 +45,7 @@ def run_demo(dc: DemoConfig, workers: int = 1) -> dict:
     image_size = 64 if dc.quick else 128
     sc = SynthConfig(seed=dc.seed, n_train=dc.n_train, n_val=dc.n_val, n_test=dc.n_test,
                      n_classes=dc.n_classes, image_size=image_size, duration=1.0,
+                     min_distractors=dc.distractors, max_distractors=dc.distractors,
                      n_clips=1 if dc.quick else 2, clip_seconds=2.0 if dc.quick else 6.0)
     log.info("[1/4] synthetic benchmark -> %s", data_root)
     summary = generate(data_root, sc, progress=True, workers=workers)

@@ -13,7 +13,6 @@ Imports nothing of fnac but errors.
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import NamedTuple, TypeVar
 
 import numpy as np
@@ -243,15 +242,19 @@ def peak_and_box(heatmap: np.ndarray | torch.Tensor, thr: float = 0.5) -> PeakBo
     if n.max() == n.min():
         return PeakBox(px, py, float(n[py, px]), 0, 0, w, h)
     mask = n >= thr  # the peak (value 1) is always inside
-    seen = np.zeros_like(mask)
-    seen[py, px] = True
-    queue = deque([(py, px)])
-    y0, y1, x0, x1 = py, py, px, px
-    while queue:  # breadth-first flood fill, 4-connectivity
-        y, x = queue.popleft()
-        y0, y1, x0, x1 = min(y0, y), max(y1, y), min(x0, x), max(x1, x)
-        for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-            if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
-                seen[ny, nx] = True
-                queue.append((ny, nx))
+    region = np.zeros_like(mask)
+    region[py, px] = True
+    while True:  # grow the region by 4-connected dilation inside the mask until it stops changing
+        grown = region.copy()
+        grown[1:, :] |= region[:-1, :]
+        grown[:-1, :] |= region[1:, :]
+        grown[:, 1:] |= region[:, :-1]
+        grown[:, :-1] |= region[:, 1:]
+        grown &= mask
+        if np.array_equal(grown, region):
+            break
+        region = grown
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
     return PeakBox(px, py, float(n[py, px]), x0, y0, x1 + 1, y1 + 1)

@@ -26,6 +26,7 @@ from fnac import distributed as dist
 from fnac.checkpoint import read_checkpoint, save_checkpoint
 from fnac.config import Config, save_config, to_dict
 from fnac.data import build_dataset, collate
+from fnac.data.cached import model_inputs
 from fnac.errors import ConfigError, DataError, FnacError
 from fnac.losses import TERMS, fnac_losses, loss_weights, weighted_total
 from fnac.models.fnac import FNAC
@@ -100,11 +101,12 @@ class EpochSampler(Sampler[int]):
 
 # --------------------------------------------------------------------------------------------- steps
 def compute_terms(model: torch.nn.Module, batch: dict, cfg: Config, device: torch.device) -> dict[str, Tensor]:
-    images = batch["image"].to(device, non_blocking=True)
-    specs = batch["spec"].to(device, non_blocking=True)
-    if cfg.train.channels_last and device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
-    amp = cfg.train.amp == "bf16" and device.type == "cuda"
+    """Loss terms of one batch (method.md section 2). Plain batches carry model inputs; cached ones
+    (data.cache) carry uint8 frames and audio windows, finished on the device by model_inputs.
+    train.amp / train.channels_last apply on any device; with loss.gather the embeddings of every
+    process form the batch (global negatives)."""
+    images, specs = model_inputs(batch, device, channels_last=cfg.train.channels_last)
+    amp = cfg.train.amp == "bf16"
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
         out = model(images, specs)
     img, aud = out["img"].float(), out["aud"].float()
@@ -225,6 +227,8 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     from fnac.evaluate import Protocol, evaluate_model  # evaluate sits beside train
 
     device = resolve_device(cfg.train.device)
+    if cfg.train.amp not in ("none", "bf16"):
+        raise ConfigError(f"train.amp: expected 'none' or 'bf16', got {cfg.train.amp!r}")
     joined = dist.init_from_env(device)
     if joined and device.type == "cuda":
         torch.cuda.set_device(device)
@@ -238,7 +242,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     local_bs = cfg.train.batch_size // world
     set_seed(cfg.train.seed + rank)
 
-    train_set = build_dataset(cfg.data, "train", train=True)
+    train_set = build_dataset(cfg.data, "train", train=True, seed=cfg.train.seed)
     if len(train_set) < cfg.train.batch_size:
         raise DataError(
             f"training split has {len(train_set)} samples, fewer than one batch of {cfg.train.batch_size}"
@@ -251,7 +255,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             log.warning("no validation split (%s): no best checkpoint will be selected", e)
 
     model: torch.nn.Module = FNAC(cfg.model).to(device)
-    if cfg.train.channels_last and device.type == "cuda":
+    if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     core = model
     if world > 1:
@@ -259,7 +263,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if cfg.train.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
+        model = torch.compile(model, backend=cfg.train.compile_backend)  # type: ignore[assignment]
     optimizer = build_optimizer(core, cfg)
 
     logf = JsonlLog(out / "log.jsonl", main)

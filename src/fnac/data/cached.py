@@ -7,7 +7,8 @@ a shard is a few flat files read through memory maps (docs/training.md, "Fast da
     <cache>/<split>/shard_00000.json          the shard's ids, failures and field encodings
     <cache>/<split>/shard_00000.image.u8      frames, uint8 (h, w, 3) one after another
     <cache>/<split>/shard_00000.index.npy     (m, 3) int64: byte offset, h, w of each frame
-    <cache>/<split>/shard_00000.wave.npy      (m, L) float32 audio windows (L = sr * audio_duration)
+    <cache>/<split>/shard_00000.wave.npy      (m, L) audio windows (L = sr * audio_duration): int16 (x / 32768)
+                                              when the shard's audio is exact 16-bit PCM, else float32
     <cache>/<split>/shard_00000.<field>.npy   annotation fields (gt_map, mask, positive), when annotated
 
 Frames are stored in the *form* their split is used in (method.md section 4, "Image"): the training
@@ -19,7 +20,8 @@ A training sample of the cache equals the plain layout's sample for the same (se
 the same crop, flip and mask draws (``sample_seed``); the image is bit-identical and the spectrogram
 equal to float32 rounding.
 
-A cached sample is ``{"id", "index", "image" (3, S, S) uint8, "wave" (L,) float32, "sr"}``, plus
+A cached sample is ``{"id", "index", "image" (3, S, S) uint8, "wave" (L,), "sr"}`` (``wave`` int16 when
+every shard stores 16-bit PCM, converted exactly on the device, else float32), plus
 ``"spec_mask"`` (4,) int64 (row width, row start, column width, column start; -1 = no masks) for
 training and the annotation fields for val/test. ``model_inputs`` turns a batch of either kind (plain
 or cached) into the model's float inputs on a device.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import random
 from dataclasses import replace
@@ -50,6 +53,7 @@ CACHE_FORMAT = "fnac-cache"
 CACHE_VERSION = 1
 META = "meta.json"
 FORMS = ("train", "test")
+PCM16 = 32768  # int16 audio windows hold round(x * 32768)
 # DataConfig fields that decide what a cached split holds (plus data.<split>_list, and data.exclude_list
 # for the training split); a cache is used only when all of them match the config.
 CONTENT_FIELDS = ("dataset", "root", "annotations", "extended_list", "image_size", "audio_duration", "sample_rate")
@@ -144,10 +148,13 @@ class _Shard:
     def _load(self) -> None:
         base = self.folder / self.name
         self.index = np.load(f"{base}.index.npy")  # (m, 3) int64
-        size = os.path.getsize(f"{base}.image.u8")
-        self.images = np.memmap(f"{base}.image.u8", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
-        self.wave = np.load(f"{base}.wave.npy", mmap_mode="r")  # (m, L) float32
-        self.fields = {k: np.load(f"{base}.{k}.npy", mmap_mode="r") for k in self.info.get("fields", {})}
+        self.images = np.zeros(0, np.uint8)
+        if os.path.getsize(f"{base}.image.u8"):
+            with open(f"{base}.image.u8", "rb") as f:  # a plain ndarray over the map: cheaper slicing than np.memmap
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self.images = np.frombuffer(self._mm, dtype=np.uint8)
+        self.wave = np.asarray(np.load(f"{base}.wave.npy", mmap_mode="r"))  # (m, L) float32, mapped
+        self.fields = {k: np.asarray(np.load(f"{base}.{k}.npy", mmap_mode="r")) for k in self.info.get("fields", {})}
         self._open = True
 
     def frame(self, j: int) -> np.ndarray:
@@ -217,6 +224,8 @@ class CachedDataset(Dataset):
         if len(self.ids) != int(meta["n"]):
             raise DataError(f"{self.cache_dir / META}: lists {meta['n']} samples, the shards hold {len(self.ids)}; "
                             "rebuild with `fnac cache --force`")
+        # int16 windows go to the device as they are when every shard has them (half the bytes)
+        self.wave_int16 = bool(self._shards) and all(s.info.get("wave_dtype") == "int16" for s in self._shards)
         n_freq, n_time = audio.N_FREQ, audio.n_frames(self.n_samples)
         # mask start ranges of data.spec_mask (audio.apply_masks): rows over T and columns over F in the
         # reference's swapped-axes mode, the other way round for SpecAugment
@@ -283,9 +292,11 @@ class CachedDataset(Dataset):
         if self.train:
             s = sample_seed(self.seed, self.epoch, index)  # the plain dataset's per-sample seed
             rng, gen = random.Random(s), torch.Generator().manual_seed(s)
+        wave = shard.window(j)
+        if wave.dtype == np.int16 and not self.wave_int16:
+            wave = wave.astype(np.float32) / np.float32(PCM16)  # exact
         out: dict[str, Any] = {"id": sid, "index": index, "image": self._image(shard.frame(j), rng),
-                               "wave": torch.from_numpy(np.array(shard.window(j), dtype=np.float32)),
-                               "sr": self.sample_rate}
+                               "wave": torch.from_numpy(np.array(wave)), "sr": self.sample_rate}
         if self.train:
             out["spec_mask"] = self._mask_params(gen)  # type: ignore[arg-type]
         if self.annotated:
@@ -361,6 +372,8 @@ def model_inputs(batch: dict[str, Any], device: torch.device | str, channels_las
         specs = batch["spec"].to(device, non_blocking=non_blocking)
         return images, specs
     wave = batch["wave"].to(device, non_blocking=non_blocking)  # (B, L)
+    if wave.dtype == torch.int16:
+        wave = wave.to(torch.float32) / PCM16  # 16-bit PCM back to the decoder's float values, exactly
     srs = batch["sr"]
     sr = int(srs[0]) if isinstance(srs, (Tensor, list, tuple)) else int(srs)
     if isinstance(srs, Tensor) and bool((srs != sr).any()):

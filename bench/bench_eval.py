@@ -1,0 +1,161 @@
+"""Evaluation throughput (samples/s) and agreement of the numbers, in one run.
+
+Paths: the reference-style per-sample evaluation (Pillow + PyAV + scipy loader, batch 1, each map
+upsampled, thresholded and scored with numpy), and fnac's evaluate_model (batched forward; maps
+scored on the device, or with numpy on the CPU) on the plain layout and on the cache. Then checks:
+(1) the reference-style scorer applied to fnac's batched raw maps gives exactly fnac's per-sample
+cIoU; (2) the per-sample cIoU of the reference-style path and of fnac (their inputs differ by float
+rounding: scipy vs torch spectrogram, batch 1 vs batched forward).
+
+    python bench/bench_eval.py --size small
+    python bench/bench_eval.py --size full --device cuda --workers 12
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import _common as C
+
+
+class _Limit(torch.utils.data.Dataset):
+    """The first n samples of a dataset, keeping the attributes evaluate_model reports."""
+
+    def __init__(self, ds, n: int) -> None:
+        self.ds, self.n = ds, min(n, len(ds))
+        self.name, self.split = getattr(ds, "name", "?"), getattr(ds, "split", "?")
+        self.listed = ds.ids[: self.n] if hasattr(ds, "ids") else list(range(self.n))
+        self.missing: list[str] = []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.ds[i]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    C.add_common_args(p)
+    p.add_argument("--batch", type=int, default=None, help="fnac's batch size (default 64 CPU, 256 GPU)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N test samples (default all)")
+    p.add_argument("--checkpoint", help="evaluate this checkpoint instead of an untrained model")
+    p.add_argument("--ref-workers", type=int, default=None,
+                   help="loader processes of the reference-style path (default: --workers; the reference uses 2)")
+    p.add_argument("--rounds", type=int, default=1, help="passes per path, in turns; the best is kept")
+    p.add_argument("--paths", default="reference,plain,cache")
+    args = p.parse_args()
+
+    from fnac.config import load_config
+    from fnac.data import build_dataset, collate
+    from fnac.data.cached import build as build_cached
+    from fnac.data.cached import model_inputs
+    from fnac.evaluate import Protocol, evaluate_model
+    from fnac.models.fnac import FNAC, pair_maps
+    import reference_style as R
+
+    size = C.SIZES[args.size]
+    device = C.device_of(args.device)
+    gpu = device.type == "cuda"
+    batch = args.batch or (256 if gpu else 64)
+    root = C.ensure_data(size, args.data, args.n_train, args.n_test)
+    cache = C.ensure_cache(size, root, args.cache, ["test"], args.workers)
+    cfg = load_config(None, C.data_overrides(size, root))
+    cfg_cache = load_config(None, C.data_overrides(size, root, str(cache)))
+    torch.manual_seed(0)
+    if args.checkpoint:
+        from fnac.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.checkpoint, device).eval()
+    else:
+        model = FNAC(cfg.model, load_pretrained=False).to(device).eval()
+    limit = args.limit or 10**9
+    paths = args.paths.split(",")
+    res: dict[str, dict] = {}
+    per_sample: dict[str, dict[str, float]] = {}
+
+    jobs = []  # (key, label, function returning (per-sample cIoU by id, metrics))
+    if "reference" in paths:
+        ref_ds = R.RefDataset(root, "test", size.image_size, size.duration, train=False)
+        ref_ds.ids = ref_ds.ids[:limit]
+        rw = args.workers if args.ref_workers is None else args.ref_workers
+
+        def run_ref():
+            c = R.evaluate(model, ref_ds, device, rw)
+            return c, R.summary(list(c.values()))
+
+        jobs.append(("reference", f"reference-style (batch 1, numpy per sample, {rw} workers)", run_ref))
+
+    def fnac_job(use_cache: bool):
+        ds = build_cached(cfg_cache.data, "test", train=False) if use_cache else build_dataset(cfg.data, "test", False)
+        ds = _Limit(ds, limit)
+
+        def run():
+            r = evaluate_model(model, ds, Protocol(), batch_size=batch, device=device, num_workers=args.workers,
+                               baselines=False, progress=False)
+            return {row["id"]: row["ciou"] for row in r.per_sample}, {k: r.metrics[k] for k in
+                                                                      ("ciou50", "auc", "mean_ciou")}
+        return ds, run
+
+    for name, use_cache in (("plain", False), ("cache", True)):
+        if name in paths:
+            last_ds, run = fnac_job(use_cache)
+            jobs.append((name, f"fnac, {'cache' if use_cache else 'plain layout'} (batch {batch})", run))
+    res: dict[str, dict] = {}
+    per_sample: dict[str, dict[str, float]] = {}
+    for _ in range(args.rounds):  # in turns; the best round of each path is kept
+        for key, label, run in jobs:
+            C.sync(device)
+            t = time.perf_counter()
+            c, m = run()
+            C.sync(device)
+            dt = time.perf_counter() - t
+            every = res.get(label, {}).get("rounds", []) + [len(c) / dt]
+            if label not in res or len(c) / dt > res[label]["rate"]:
+                res[label] = {"n": len(c), "seconds": dt, "rate": len(c) / dt, **m}
+            res[label]["rounds"] = every
+            per_sample[key] = c
+
+    checks = []
+    ours_key = "cache" if "cache" in per_sample else ("plain" if "plain" in per_sample else None)
+    if ours_key:
+        # (1) the reference-style scorer on fnac's batched raw maps: must be exactly fnac's numbers
+        ds = last_ds
+        same = total = 0
+        with torch.no_grad():
+            for start in range(0, len(ds), batch):
+                b, _ = collate([ds[i] for i in range(start, min(start + batch, len(ds)))])
+                images, specs = model_inputs(b, device)
+                raw = pair_maps(model.encode_image(images), model.encode_audio(specs), model.tau).float().cpu().numpy()
+                for sid, m, gt in zip(b["id"], raw, b["gt_map"].numpy()):
+                    total += 1
+                    same += R.score_one(m, gt) == per_sample[ours_key][sid]
+        checks.append(f"reference-style scorer on fnac's raw maps = fnac's per-sample cIoU: {same} of {total} "
+                      f"samples identical")
+        if "reference" in per_sample:
+            ref_c = per_sample["reference"]
+            d = np.array([abs(ref_c[k] - per_sample[ours_key][k]) for k in ref_c])
+            checks.append(f"reference-style vs fnac per-sample cIoU (inputs differ by float rounding): "
+                          f"{int((d == 0).sum())} of {len(d)} identical, max |diff| {d.max():.2e}")
+    ref = next((r["rate"] for k, r in res.items() if k.startswith("reference")), None)
+    rows = [[k, r["n"], C.fmt(r["rate"]), f"{r['rate'] / ref:.1f}x" if ref else "-",
+             f"{100 * r['ciou50']:.2f}", f"{100 * r['auc']:.2f}", f"{100 * r['mean_ciou']:.4f}",
+             " ".join(C.fmt(x) for x in r["rounds"])] for k, r in res.items()]
+    print(C.machine(device))
+    what = f"checkpoint {args.checkpoint}" if args.checkpoint else "untrained model"
+    print(C.table(f"evaluation, {size.name} size ({size.image_size} px, {size.duration:g} s), {what}, "
+                  f"fnac loader workers {args.workers}, device {device.type}",
+                  ["path", "samples", "samples/s", "vs reference", "cIoU@0.5", "AUC", "mean cIoU", "each round"],
+                  rows))
+    for c in checks:
+        print("check:", c)
+    C.write_json(args.json, {"bench": "eval", "size": size.name, "device": str(device), "batch": batch,
+                             "workers": args.workers, "machine": C.machine(device), "results": res,
+                             "checks": checks})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""evaluate_model against an independent per-sample computation, and on each kind of benchmark
+(localization, extended SLAVC sets, AVSBench segmentation), through the library and `fnac eval`."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fnac.checkpoint import save_checkpoint
+from fnac.cli import main
+from fnac.config import Config, DataConfig, ModelConfig
+from fnac.data import build_dataset
+from fnac.evaluate import Protocol, evaluate_model
+from fnac.models import FNAC
+from test_data_avsbench import frame, noise, png, s4, wav  # noqa: F401  (s4 is a fixture)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return FNAC(ModelConfig(width=8, embed_dim=16), load_pretrained=False).eval()
+
+
+def loop_ciou(raw, gt, upsample):
+    """Per-sample protocol written out: upsample, min-max, median threshold (>=), cIoU."""
+    t = torch.from_numpy(raw)[None, None].double()
+    if upsample == "bicubic":
+        up = F.interpolate(t, size=(224, 224), mode="bicubic", align_corners=False)[0, 0].numpy()
+    else:
+        up = F.interpolate(t, size=(224, 224), mode="bilinear", align_corners=True)[0, 0].numpy()
+    up = (up - up.min()) / (up.max() - up.min())
+    thr = np.sort(up.flatten())[int(224 * 224 * 0.5)]
+    pred = (up >= thr).astype(np.float64)
+    inter = (pred * gt).sum()
+    return inter / (gt.sum() + (pred * (gt == 0)).sum()) if gt.sum() > 0 else 0.0
+
+
+@pytest.mark.parametrize("upsample", ["bicubic", "bilinear"])
+def test_localization_metrics_equal_a_per_sample_loop(tiny_synth, upsample):
+    ds = build_dataset(DataConfig(root=str(tiny_synth), image_size=64, audio_duration=1.0), "test", False)
+    model = tiny_model()
+    res = evaluate_model(model, ds, Protocol(upsample=upsample), batch_size=5, progress=False)
+    want = []
+    with torch.no_grad():
+        for i in range(len(ds)):
+            s = ds[i]
+            raw = model.localize(s["image"][None], s["spec"][None])[0].numpy()
+            want.append(loop_ciou(raw, s["gt_map"].numpy().astype(np.float64), upsample))
+    got = [r["ciou"] for r in res.per_sample]
+    assert [r["id"] for r in res.per_sample] == ds.ids
+    np.testing.assert_allclose(got, want, atol=1e-3)  # float32 vs float64 interpolation may move a pixel
+    w = np.asarray(want)
+    assert res.metrics["ciou50"] == pytest.approx(np.mean(w >= 0.5), abs=1 / len(w) + 1e-9)
+    assert res.metrics["mean_ciou"] == pytest.approx(w.mean(), abs=1e-3)
+    auc = np.trapezoid([np.mean(w >= 0.05 * k) for k in range(21)], [0.05 * k for k in range(21)])
+    assert res.metrics["auc"] == pytest.approx(auc, abs=2 / len(w))
+    assert res.n_evaluated == res.n_listed == 16 and set(res.baselines) == {"centre prior", "whole image", "random"}
+    # whole image under median_ge predicts every pixel: cIoU = gt area / image area
+    whole = [ds[i]["gt_map"].numpy().mean() for i in range(len(ds))]
+    assert res.baselines["whole image"]["mean_ciou"] == pytest.approx(np.mean(whole), rel=1e-6)
+
+
+def _extended_fixture(tmp_path):
+    pos, neg = ["aaaaaaaaaaa_000001", "bbbbbbbbbbb_000002"], ["zzzzzzzzzzz_000009", "yyyyyyyyyyy_000008"]
+    for k, i in enumerate(pos):
+        png(tmp_path / "frames" / f"{i}.jpg", frame(k))
+        wav(tmp_path / "audio" / f"{i}.wav", noise(k, 3.0))
+    png(tmp_path / "extend_frames" / f"{neg[0]}.jpg", frame(9))
+    wav(tmp_path / "extend_audio" / f"{neg[0]}.wav", noise(9, 3.0))
+    (tmp_path / "test.txt").write_text("\n".join(pos) + "\n")
+    (tmp_path / "vggss.json").write_text(json.dumps(
+        [{"file": pos[0], "class": "c", "bbox": [[0.0, 0.0, 0.5, 0.5]]},
+         {"file": pos[1], "class": "c", "bbox": [[0.5, 0.5, 1.0, 1.0]]}]))
+    (tmp_path / "vggss_test_plus_silent.csv").write_text(
+        "video,audio,label\n" + "".join(f"{i},{i},non-sounding\n" for i in neg))
+    return pos, neg
+
+
+def test_extended_set_reports_ap_f1_locacc_and_missing(tmp_path, capsys):
+    pos, neg = _extended_fixture(tmp_path)
+    ds = build_dataset(DataConfig(dataset="extended_vggss", root=str(tmp_path), image_size=64), "test", False)
+    res = evaluate_model(tiny_model(), ds, Protocol(), batch_size=2, progress=False)
+    assert res.kind == "extended" and res.n_evaluated == 3 and res.n_listed == 4 and res.missing == [neg[1]]
+    assert set(res.metrics) >= {"ap", "max_f1", "loc_acc"}
+    assert [r["positive"] for r in res.per_sample] == [True, True, False]
+    # LocAcc is cIoU@0.5 over the positives alone
+    c = [r["ciou"] for r in res.per_sample[:2]]
+    assert res.metrics["loc_acc"] == pytest.approx(np.mean(np.asarray(c) >= 0.5))
+    # through the command line, from a checkpoint
+    cfg = Config()
+    cfg.model = ModelConfig(width=8, embed_dim=16)
+    save_checkpoint(tmp_path / "m.pt", tiny_model(), cfg)
+    assert main(["eval", "--checkpoint", str(tmp_path / "m.pt"), "--workers", "0", "data.dataset=extended_vggss",
+                 f"data.root={tmp_path}", "data.image_size=64"]) == 0
+    out = capsys.readouterr().out
+    assert "3 evaluated of 4 listed" in out and "AP" in out and "max-F1" in out and neg[1] in out
+
+
+def test_avsbench_segmentation_miou_and_fscore(s4):  # noqa: F811
+    ds = build_dataset(DataConfig(dataset="avsbench_s4", root=str(s4), image_size=64), "test", False)
+    res = evaluate_model(tiny_model(), ds, Protocol(), batch_size=4, progress=False)
+    assert res.kind == "segmentation" and res.n_evaluated == 9 and res.n_listed == 10
+    assert 0 <= res.metrics["miou"] <= 1 and 0 <= res.metrics["fscore"] <= 1
+    compat = evaluate_model(tiny_model(), ds, Protocol(fscore="per_video"), batch_size=4, progress=False)
+    assert compat.metrics["miou"] == pytest.approx(res.metrics["miou"])
+    assert 0 <= compat.metrics["fscore"] <= 1
+
+
+def test_protocol_names_are_checked(tiny_synth):
+    from fnac.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="threshold"):
+        Protocol(threshold="mean")
+    ds = build_dataset(DataConfig(root=str(tiny_synth), image_size=64, audio_duration=1.0), "test", False)
+    with pytest.raises(ConfigError, match="ImageNet"):
+        evaluate_model(tiny_model(), ds, Protocol(map="av_obj"), progress=False)

@@ -1,0 +1,162 @@
+"""Batched, on-device evaluation gives exactly the per-sample protocol's numbers.
+
+References: (1) a per-sample loop written here from evaluation.md sections 2-4 (upsample one map,
+min-max by hand, threshold at sorted(map)[int(H*W*0.5)] with numpy's sort, cIoU from float64 sums);
+(2) evaluate_model(device_metrics=False), which scores the raw maps with the numpy metrics.evaluate.
+The raw maps come from the same model at the same batch size in every path, so the comparison
+isolates the scoring. The model is a small stand-in with FNAC's interface and 7x7 maps (the real
+model is tested in test_models.py; here it would only cost time).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fnac.config import DataConfig
+from fnac.data import build_dataset
+from fnac.evaluate import Protocol, evaluate_model
+from fnac.metrics import THRESHOLD_VARIANTS, gt_map_vggss
+from fnac.models.fnac import pair_maps
+
+BATCH = 8
+
+
+class _Tiny(torch.nn.Module):
+    """encode_image: (B, 3, S, S) -> (B, 8, 7, 7) unit-norm; encode_audio: (B, 1, F, T) -> (B, 8)."""
+
+    tau = 0.03
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.img = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.aud = torch.nn.Linear(257, 8)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.img(F.adaptive_avg_pool2d(images, 7))  # (B, 8, 7, 7)
+        return F.normalize(x, dim=1)
+
+    def encode_audio(self, specs: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.aud(specs.mean(dim=(1, 3))), dim=1)  # (B, 8)
+
+
+class _Memory(torch.utils.data.Dataset):
+    def __init__(self, items: list[dict]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+@pytest.fixture(scope="module")
+def model() -> _Tiny:
+    return _Tiny().eval()
+
+
+@pytest.fixture(scope="module")
+def test_set(tiny_synth):
+    """The 32 annotated samples (val + test) of the tiny synthetic set, decoded once."""
+    cfg = DataConfig(root=str(tiny_synth), image_size=64, audio_duration=1.0, num_workers=0)
+    items = []
+    for split in ("val", "test"):
+        ds = build_dataset(cfg, split, train=False)
+        items += [ds[i] for i in range(len(ds))]
+    for k, s in enumerate(items):
+        s["index"] = k
+    return _Memory(items)
+
+
+def _reference_cious(model, dataset, upsample: str, threshold: str, tau: float) -> list[float]:
+    """The per-sample protocol, one map at a time."""
+    from fnac.data import collate
+
+    out = []
+    for start in range(0, len(dataset), BATCH):
+        batch, _ = collate([dataset[i] for i in range(start, min(start + BATCH, len(dataset)))])
+        with torch.no_grad():
+            raw = pair_maps(model.encode_image(batch["image"]), model.encode_audio(batch["spec"]), tau)  # (B, h, w)
+        for m, gt in zip(raw, batch["gt_map"].numpy()):
+            align = upsample == "bilinear"  # FNAC's test script: bilinear, align_corners=True
+            up = F.interpolate(m[None, None], size=(224, 224), mode=upsample, align_corners=align)[0, 0].numpy()
+            if threshold == "absolute":
+                pred = (up + np.float32(1 / tau)) / np.float32(2 / tau) >= 0.5
+            else:
+                lo, hi = up.min(), up.max()
+                mm = up if hi == lo else (up - lo) / (hi - lo)
+                if threshold == "fixed":
+                    pred = mm >= 0.5
+                else:
+                    thr = np.sort(mm.ravel())[int(224 * 224 * 0.5)]
+                    pred = mm >= thr if threshold == "median_ge" else mm > thr
+            p, g = pred.astype(np.float64), gt.astype(np.float64)
+            den = g.sum() + (p * (g == 0)).sum()
+            out.append(float((p * g).sum() / den) if g.sum() > 0 else 0.0)
+    return out
+
+
+@pytest.mark.parametrize("upsample", ["bicubic", "bilinear"])
+def test_fast_scores_equal_the_per_sample_protocol(model, test_set, upsample):
+    for threshold in THRESHOLD_VARIANTS:
+        proto = Protocol(upsample=upsample, threshold=threshold)
+        base = threshold == "median_ge"  # the trivial baselines once (they cost more than the model here)
+        fast = evaluate_model(model, test_set, proto, batch_size=BATCH, progress=False, device_metrics=True,
+                              baselines=base)
+        slow = evaluate_model(model, test_set, proto, batch_size=BATCH, progress=False, device_metrics=False,
+                              baselines=base)
+        ref = _reference_cious(model, test_set, upsample, threshold, model.tau)
+        got = [r["ciou"] for r in fast.per_sample]
+        assert got == ref, threshold  # exactly, sample by sample
+        assert got == [r["ciou"] for r in slow.per_sample]
+        assert fast.metrics == slow.metrics
+        assert fast.metrics["ciou50"] == np.mean(np.asarray(ref) >= 0.5)
+        assert [(r["peak_x"], r["peak_y"]) for r in fast.per_sample] == \
+            [(r["peak_x"], r["peak_y"]) for r in slow.per_sample]
+        assert fast.baselines == slow.baselines and (len(fast.baselines) == 3) == base
+        assert len(set(got)) > 3  # the maps are not degenerate: the comparison can fail
+
+
+def _memory_set(kind: str, n: int = 12) -> _Memory:
+    """Samples with the extended (``positive``) or segmentation (``mask``) fields, built in memory."""
+    g = torch.Generator().manual_seed(5)
+    rng = np.random.default_rng(5)
+    items = []
+    for i in range(n):
+        x0, y0 = rng.uniform(0, 0.5, 2)
+        gt = torch.from_numpy(gt_map_vggss([[x0, y0, x0 + 0.45, y0 + 0.4]]))
+        s = {"id": f"v{i // 3}_{i % 3}", "index": i, "image": torch.randn(3, 64, 64, generator=g),
+             "spec": torch.randn(1, 257, 20, generator=g), "gt_map": gt}
+        if kind == "extended":
+            s["positive"] = bool(i % 3)
+            if not s["positive"]:
+                s["gt_map"] = torch.zeros(224, 224)
+        else:
+            s["mask"] = gt.clone()
+        items.append(s)
+    return _Memory(items)
+
+
+@pytest.mark.parametrize("kind,fscore", [("extended", "dataset"), ("segmentation", "dataset"),
+                                         ("segmentation", "per_video")])
+def test_fast_extended_and_segmentation_metrics_equal_numpy_path(model, kind, fscore):
+    ds = _memory_set(kind)
+    proto = Protocol(fscore=fscore)
+    fast = evaluate_model(model, ds, proto, batch_size=5, progress=False, device_metrics=True)
+    slow = evaluate_model(model, ds, proto, batch_size=5, progress=False, device_metrics=False)
+    assert fast.kind == slow.kind == kind
+    assert fast.metrics == slow.metrics
+    assert fast.per_sample == slow.per_sample
+    key = "ap" if kind == "extended" else "miou"
+    assert key in fast.metrics
+
+
+def test_real_dataset_and_default_choice(tiny_synth, model):
+    """Through a real AVDataset and the default (numpy scoring on the CPU): the same numbers."""
+    ds = build_dataset(DataConfig(root=str(tiny_synth), image_size=64, audio_duration=1.0), "test", train=False)
+    a = evaluate_model(model, ds, Protocol(), batch_size=5, progress=False)
+    b = evaluate_model(model, ds, Protocol(), batch_size=16, progress=False, device_metrics=True)
+    assert a.metrics == b.metrics and a.per_sample == b.per_sample and a.n_evaluated == 16
