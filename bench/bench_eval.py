@@ -33,6 +33,10 @@ class _Limit(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n
 
+    def prepare_for(self, device) -> None:
+        if hasattr(self.ds, "prepare_for"):
+            self.ds.prepare_for(device)
+
     def __getitem__(self, i: int):
         return self.ds[i]
 

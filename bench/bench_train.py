@@ -95,6 +95,8 @@ def main() -> None:
     def fnac_runner(use_cache: bool) -> tuple:
         cfg = load_config(None, C.data_overrides(size, root, str(cache) if use_cache else "") + opts)
         ds = build_cached(cfg.data, "train", train=True) if use_cache else build_dataset(cfg.data, "train", train=True)
+        if hasattr(ds, "prepare_for"):  # as fit does
+            ds.prepare_for(device)
         core = fresh_model()
         if cl:
             core = core.to(memory_format=torch.channels_last)

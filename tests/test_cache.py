@@ -115,6 +115,13 @@ def test_training_samples_equal_plain_layout(root, cache_dir):
             first = ic
         else:  # a new epoch draws new crops and flips
             assert not torch.equal(first, ic)
+        # finished in the loader workers instead (fit's choice on CPU): the same inputs
+        cached.prepare_for("cpu")
+        bw, _ = collate([cached[i] for i in good])
+        cached.prepare_for("cuda")
+        assert "wave" not in bw and bw["image"].dtype == torch.float32
+        iw, sw = model_inputs(bw, "cpu")
+        assert torch.equal(iw, ic) and torch.allclose(sw, sc, atol=1e-5, rtol=0) and torch.equal(sw == 0, sc == 0)
 
 
 def test_evaluation_samples_equal_plain_layout(root, cache_dir):
@@ -246,3 +253,39 @@ def test_fit_from_the_cache_is_the_plain_run(root, tmp_path, monkeypatch):
     assert eb["skipped"] == 0 and eb["val_n"] == ea["val_n"] == 5
     assert eb["val_ciou50"] == ea["val_ciou50"] and eb["val_auc"] == pytest.approx(ea["val_auc"], abs=1e-12)
     assert os.path.isfile(tmp_path / "cached" / "latest.pt")
+
+
+def test_gpu_options_on_cpu(root, cache_dir):
+    """The fast path's training options where a CPU can run them: channels-last and torch.compile give
+    the same loss terms as the plain float32 step, bf16 autocast the same to bf16 precision; pinned
+    memory is asked for on CUDA only."""
+    from fnac.models.fnac import FNAC
+    from fnac.train import _make_loader, compute_terms
+
+    cfg = _cfg(root, f"data.cache={cache_dir}", "model.width=8", "model.embed_dim=16")
+    ds = build_cached(cfg.data, "train", True)
+    batch, _ = collate([ds[i] for i in range(4)])
+    torch.manual_seed(0)
+    model = FNAC(cfg.model, load_pretrained=False).eval()  # eval: no dropout, so the runs are comparable
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        ref = {k: float(v) for k, v in compute_terms(model, batch, cfg, cpu).items()}
+        cfg.train.channels_last = True
+        cl = {k: float(v) for k, v in compute_terms(model.to(memory_format=torch.channels_last), batch, cfg,
+                                                    cpu).items()}
+        cfg.train.channels_last = False
+        model = model.to(memory_format=torch.contiguous_format)  # .to() converted it in place
+        cfg.train.amp = "bf16"
+        bf = {k: float(v) for k, v in compute_terms(model, batch, cfg, cpu).items()}
+        cfg.train.amp = "none"
+        compiled = torch.compile(model, backend="eager")
+        co = {k: float(v) for k, v in compute_terms(compiled, batch, cfg, cpu).items()}
+    for k in ref:
+        assert cl[k] == pytest.approx(ref[k], rel=1e-4, abs=1e-6), k
+        assert co[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
+    # bf16 keeps 8 bits of mantissa and the logits are cos / 0.03: a few percent on the loss
+    assert all(np.isfinite(v) for v in bf.values())
+    assert bf["contrastive"] == pytest.approx(ref["contrastive"], rel=0.15)
+    assert bf["contrastive"] != ref["contrastive"]  # autocast did run in bf16
+    assert _make_loader(ds, 2, None, cfg, torch.device("cuda")).pin_memory
+    assert not _make_loader(ds, 2, None, cfg, cpu).pin_memory

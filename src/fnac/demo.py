@@ -33,7 +33,7 @@ class DemoConfig:
     quick: bool = False  # a tiny smoke version (tests)
 
     def shrink(self) -> "DemoConfig":
-        return DemoConfig(self.out_dir, self.seed, 96, 16, 32, 4, 2, 1, True)
+        return DemoConfig(self.out_dir, self.seed, 64, 16, 16, 4, 2, 1, True)
 
 
 def run_demo(dc: DemoConfig, workers: int = 1) -> dict:

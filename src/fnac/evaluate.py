@@ -124,6 +124,8 @@ def evaluate_model(
         tau = float(model.tau)
     else:
         tau = 0.03
+    if hasattr(dataset, "prepare_for"):  # a cached dataset: finish samples on the device, or in workers on CPU
+        dataset.prepare_for(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate, pin_memory=pin_memory and device.type == "cuda")
     ids: list[str] = []

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 MIN_AUDIO_SECONDS = 0.1  # shorter audio is refused: tiling 0.1 s into 3 s only repeats one sound
 SILENCE_PEAK = 10 ** (-60 / 20)  # peak level below -60 dBFS counts as a silent track
 MAP_SIZE = 224  # evaluation size of the normalised maps (evaluation.md 1)
+MAX_VIDEO_PIXELS = 4096 * 4096  # larger frames are refused from the probe, before any is decoded
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 # Sample rates the output audio encoders take; others are resampled to 48 kHz for the output only.
 _AAC_RATES = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000}
@@ -245,13 +246,17 @@ def frame_result(index: int, t: float, raw: np.ndarray, tau: float) -> FrameResu
 
 
 def check_video(path: str | os.PathLike) -> media.MediaInfo:
-    """probe() plus the checks localization needs: a video and an audio track. MediaError otherwise."""
+    """probe() plus the checks localization needs: a video and an audio track, frames of at most
+    MAX_VIDEO_PIXELS pixels. MediaError otherwise."""
     info = media.probe(path)
     if not info.has_video:
         raise MediaError(f"{path}: no video track (localization needs pictures; for a still image use "
                          "--image IMG --audio AUDIO)")
     if not info.has_audio:
         raise MediaError(f"{path}: no audio track; localization needs the sound")
+    if info.width * info.height > MAX_VIDEO_PIXELS:
+        raise MediaError(f"{path}: frames of {info.width}x{info.height} are too large to decode safely "
+                         f"(limit {MAX_VIDEO_PIXELS} pixels); downscale the video first")
     return info
 
 

@@ -254,6 +254,10 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
         if main:
             log.warning("no validation split (%s): no best checkpoint will be selected", e)
 
+    for ds in (train_set, val_set):  # a cached dataset finishes samples in its workers when training on CPU
+        if hasattr(ds, "prepare_for"):
+            ds.prepare_for(device)
+
     model: torch.nn.Module = FNAC(cfg.model).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

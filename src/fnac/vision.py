@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +66,15 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     if p.stat().st_size == 0:
         raise MediaError(f"{p}: image file is empty (0 bytes)")
     try:
-        with Image.open(p) as img:
-            img.load()  # decode now: truncated files fail here, not later
-            return _to_rgb(img).copy()
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse before decoding (bounded memory)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                img.load()  # decode now: truncated files fail here, not later
+                return _to_rgb(img).copy()
     except UnidentifiedImageError as e:
         raise MediaError(f"{p}: not a recognised image format") from e
-    except Image.DecompressionBombError as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise MediaError(f"{p}: image is too large to decode safely ({e})") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise MediaError(f"{p}: image is corrupt or truncated ({e})") from e

@@ -224,6 +224,7 @@ class CachedDataset(Dataset):
         if len(self.ids) != int(meta["n"]):
             raise DataError(f"{self.cache_dir / META}: lists {meta['n']} samples, the shards hold {len(self.ids)}; "
                             "rebuild with `fnac cache --force`")
+        self.finish_on_device = True  # see prepare_for
         # int16 windows go to the device as they are when every shard has them (half the bytes)
         self.wave_int16 = bool(self._shards) and all(s.info.get("wave_dtype") == "int16" for s in self._shards)
         n_freq, n_time = audio.N_FREQ, audio.n_frames(self.n_samples)
@@ -302,7 +303,19 @@ class CachedDataset(Dataset):
         if self.annotated:
             for key in shard.info.get("fields", {}):
                 out[key] = shard.field(key, j)
+        if not self.finish_on_device:  # finish here, per sample: the sample then looks like a plain one
+            one = {"image": out["image"][None], "wave": out.pop("wave")[None], "sr": out.pop("sr")}
+            if "spec_mask" in out:
+                one["spec_mask"] = out.pop("spec_mask")[None]
+            images, specs = model_inputs(one, "cpu")
+            out["image"], out["spec"] = images[0], specs[0]  # (3, S, S), (1, 257, T)
         return out
+
+    def prepare_for(self, device: torch.device | str) -> None:
+        """Where samples are finished (normalisation, spectrogram, log, masks): on ``device``, batched by
+        ``model_inputs``, unless it is the CPU; then the loader workers finish each sample, so that the
+        model's threads never wait for that work. fit and evaluate_model call this."""
+        self.finish_on_device = torch.device(device).type != "cpu"
 
 
 def build(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) -> Dataset:

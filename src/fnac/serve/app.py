@@ -57,6 +57,7 @@ class Limits:
     video_format: str = "mp4"  # result container: "mp4" (H.264 + AAC) or "webm" (VP9 + Opus)
     max_queue: int = 4  # jobs waiting or running; more get 429
     keep_jobs: int = 8  # finished jobs kept (files and all); older ones are deleted
+    max_pixels: int = inf.MAX_VIDEO_PIXELS  # larger frames are refused from the probe (413)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -267,6 +268,9 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
             problem = (422, f"{name}: no audio track; localization needs the sound")
         elif mi.duration > limits.max_seconds:
             problem = (413, f"{name}: {mi.duration:.1f} s long; the limit is {limits.max_seconds:g} s")
+        elif mi.width * mi.height > limits.max_pixels:
+            problem = (413, f"{name}: frames of {mi.width}x{mi.height} are too large "
+                            f"(limit {limits.max_pixels} pixels)")
         if problem:
             shutil.rmtree(d, ignore_errors=True)
             return error(*problem)
