@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,23 +25,27 @@ SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,
 _counter = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def seeds(tmp_path_factory):
-    """Valid files to mutate, as bytes."""
-    d = tmp_path_factory.mktemp("seeds")
+_SEEDS: dict[str, bytes] = {}
+
+
+def _seeds() -> dict[str, bytes]:
+    """Valid files to mutate, as bytes (built once; not a fixture, so failure reports stay short)."""
+    if _SEEDS:
+        return _SEEDS
     tone = (0.3 * np.sin(np.arange(4000) / 7)).astype(np.float32)
     buf = io.BytesIO()
     sf.write(buf, tone, 8000, format="WAV", subtype="PCM_16")
-    out = {".wav": buf.getvalue()}
+    _SEEDS[".wav"] = buf.getvalue()
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8))
     for ext, fmt in ((".jpg", "JPEG"), (".png", "PNG")):
         b = io.BytesIO()
         img.save(b, format=fmt)
-        out[ext] = b.getvalue()
-    frames = [np.full((16, 16, 3), 50 * i, np.uint8) for i in range(3)]
-    media.write_video(d / "v.mp4", frames, 3, audio=tone, sample_rate=8000)
-    out[".mp4"] = (d / "v.mp4").read_bytes()
-    return out
+        _SEEDS[ext] = b.getvalue()
+    with tempfile.TemporaryDirectory() as d:
+        frames = [np.full((16, 16, 3), 50 * i, np.uint8) for i in range(3)]
+        media.write_video(Path(d) / "v.mp4", frames, 3, audio=tone, sample_rate=8000)
+        _SEEDS[".mp4"] = (Path(d) / "v.mp4").read_bytes()
+    return _SEEDS
 
 
 @st.composite
@@ -50,8 +56,8 @@ def mutated(draw, kind: str):
     return suffix, how, draw(st.randoms(use_true_random=False))
 
 
-def _make(seeds: dict, suffix: str, how: str, rnd) -> bytes:
-    base = bytearray(seeds[suffix])
+def _make(suffix: str, how: str, rnd) -> bytes:
+    base = bytearray(_seeds()[suffix])
     if how == "random":
         return bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 600)))
     if how == "flip":  # concentrate on the header, where parsers make decisions
@@ -78,11 +84,11 @@ def tmp(tmp_path_factory):
 
 @SETTINGS
 @given(case=mutated("any"))
-def test_read_audio_valid_or_media_error(seeds, tmp, case):
+def test_read_audio_valid_or_media_error(tmp, case):
     suffix, how, rnd = case
     if suffix in (".jpg", ".png"):
         suffix = ".wav"
-    p = _write(tmp, suffix, _make(seeds, suffix, how, rnd))
+    p = _write(tmp, suffix, _make(suffix, how, rnd))
     try:
         x, sr = media.read_audio(p)
     except MediaError as e:
@@ -94,11 +100,11 @@ def test_read_audio_valid_or_media_error(seeds, tmp, case):
 
 @SETTINGS
 @given(case=mutated("any"))
-def test_open_image_valid_or_media_error(seeds, tmp, case):
+def test_open_image_valid_or_media_error(tmp, case):
     suffix, how, rnd = case
     if suffix in (".wav", ".mp4"):
         suffix = ".png"
-    p = _write(tmp, suffix, _make(seeds, suffix, how, rnd))
+    p = _write(tmp, suffix, _make(suffix, how, rnd))
     try:
         img = vision.open_image(p)
     except MediaError as e:
@@ -111,9 +117,9 @@ def test_open_image_valid_or_media_error(seeds, tmp, case):
 
 @SETTINGS
 @given(case=mutated(".mp4"))
-def test_probe_valid_or_media_error(seeds, tmp, case):
+def test_probe_and_frames_valid_or_media_error(tmp, case):
     _, how, rnd = case
-    p = _write(tmp, ".mp4", _make(seeds, ".mp4", how, rnd))
+    p = _write(tmp, ".mp4", _make(".mp4", how, rnd))
     try:
         info = media.probe(p)
     except MediaError as e:
@@ -121,6 +127,12 @@ def test_probe_valid_or_media_error(seeds, tmp, case):
         return
     assert math.isfinite(info.duration) and info.duration >= 0
     assert info.width >= 0 and info.height >= 0 and info.n_frames >= 0
+    try:  # decoding the frames of what probed fine: frames or MediaError
+        frames = list(itertools.islice(media.iter_video_frames(p), 10))
+    except MediaError as e:
+        assert str(p) in str(e)
+        return
+    assert all(img.mode == "RGB" and math.isfinite(t) for _, t, img in frames)
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)

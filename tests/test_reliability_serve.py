@@ -87,6 +87,18 @@ def test_serve_refuses_a_very_long_clip_from_the_probe(model, files, tmp_path):
     assert _no_jobs_left(tmp_path)
 
 
+def test_localize_refuses_a_very_long_clip_before_decoding(model, files, tmp_path, capsys):
+    with pytest.raises(MediaError, match="long.mp4: the clip lasts 1200 s, more than the limit of 600 s"):
+        inference.localize_video(model, files["long"], window=1.0, progress=False, max_seconds=600)
+    ck = tmp_path / "m.pt"
+    cfg = Config()
+    cfg.model = ModelConfig(width=8, embed_dim=16)
+    save_checkpoint(ck, model, cfg)
+    assert main(["localize", str(files["long"]), "--checkpoint", str(ck), "--out", str(tmp_path / "o"),
+                 "--window", "1", "--quiet", "--max-seconds", "600"]) == 1
+    assert "more than the limit of 600 s" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["png_as_mp4", "truncated", "multipart"])
 def test_serve_refuses_disguised_or_broken_bodies(model, files, tmp_path, kind):
     ok = files["ok"].read_bytes()

@@ -96,6 +96,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tiny_sy
         step_seen, resume = ck["step"], True
         if ck["epoch"] == EPOCHS:  # finished before the signal arrived
             break
+    print("kills (signal, exit code, step in latest):", kills)
     # at least one kill landed mid-run (the first process cannot finish within 0.6 s of its first save)
     assert kills[0][1] == -signal.SIGKILL and kills[0][2] < EPOCHS * STEPS_PER_EPOCH, kills
     if read_checkpoint(latest)["epoch"] < EPOCHS:
@@ -160,3 +161,42 @@ def test_nonfinite_loss_skip_continues_and_never_saves_nan(tiny_synth, tmp_path,
     assert len(epoch) == 1 and math.isfinite(epoch[0]["loss"])
     ck = read_checkpoint(out / "latest.pt")
     _assert_finite(ck)
+    # resuming a run that already finished (e.g. killed after its last save) trains nothing and keeps it
+    again = fit(_cfg(tiny_synth, out, ["train.on_nonfinite=skip", "train.epochs=1"]), resume=True)
+    assert again.epochs_done == 1 and again.steps == STEPS_PER_EPOCH
+    after = read_checkpoint(out / "latest.pt")
+    assert all(torch.equal(after["model"][k], ck["model"][k]) for k in ck["model"])
+
+
+def test_sigkill_in_the_middle_of_a_checkpoint_write_keeps_the_old_one(tmp_path):
+    """Deterministic version of a kill during a save: the child SIGKILLs itself after writing part of
+    the new checkpoint (before fsync and rename)."""
+    from fnac.checkpoint import atomic_save
+
+    latest = tmp_path / "latest.pt"
+    atomic_save({"model": {"w": torch.arange(4.0)}, "step": 7}, latest)
+    child = (
+        "import os, signal, sys, torch\n"
+        "from fnac.checkpoint import atomic_save\n"
+        "def half(obj, f):\n"
+        "    f.write(b'PK' + b'\\0' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "torch.save = half\n"
+        f"atomic_save({{'model': {{'w': torch.zeros(4)}}, 'step': 8}}, {str(latest)!r})\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    proc = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    ck = read_checkpoint(latest)  # the previous checkpoint, intact
+    assert ck["step"] == 7 and torch.equal(ck["model"]["w"], torch.arange(4.0))
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "latest.pt"]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".latest.pt.") and leftovers[0].endswith(".tmp")
+
+
+def test_a_new_run_in_the_folder_removes_stray_checkpoint_temporaries(tiny_synth, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    stray = out / ".latest.pt.abc123.tmp"  # what a kill during atomic_save leaves behind
+    stray.write_bytes(b"PK" + b"\0" * 1000)
+    fit(_cfg(tiny_synth, out, ["train.epochs=1"]))
+    assert not stray.exists()
+    assert read_checkpoint(out / "latest.pt")["epoch"] == 1

@@ -245,10 +245,16 @@ def frame_result(index: int, t: float, raw: np.ndarray, tau: float) -> FrameResu
 # Localization
 
 
-def check_video(path: str | os.PathLike) -> media.MediaInfo:
+MAX_VIDEO_SECONDS = 3600.0  # default cap of `fnac localize`: the whole audio track is decoded into memory
+
+
+def check_video(path: str | os.PathLike, max_seconds: float = MAX_VIDEO_SECONDS) -> media.MediaInfo:
     """probe() plus the checks localization needs: a video and an audio track, frames of at most
-    MAX_VIDEO_PIXELS pixels. MediaError otherwise."""
+    MAX_VIDEO_PIXELS pixels, at most `max_seconds` long (0 = no limit). MediaError otherwise."""
     info = media.probe(path)
+    if max_seconds and info.duration > max_seconds:
+        raise MediaError(f"{path}: the clip lasts {info.duration:.0f} s, more than the limit of {max_seconds:.0f} s "
+                         "(cut it, or raise the limit with --max-seconds)")
     if not info.has_video:
         raise MediaError(f"{path}: no video track (localization needs pictures; for a still image use "
                          "--image IMG --audio AUDIO)")
@@ -272,6 +278,7 @@ def localize_video(
     sample_rate: int | None = None,
     allow_silent: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    max_seconds: float = MAX_VIDEO_SECONDS,
 ) -> VideoResult:
     """Localize the sound in every `every`-th frame of a video.
 
@@ -287,7 +294,7 @@ def localize_video(
     path = str(video_path)
     size = int(image_size or default_image_size(model))
     sr_req = default_sample_rate(model) if sample_rate is None else int(sample_rate)
-    info = check_video(path)
+    info = check_video(path, max_seconds)
     t0 = time.perf_counter()
     x, sr, warnings = load_audio_checked(path, window, sr_req, allow_silent)
     model = model.to(device).eval()

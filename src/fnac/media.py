@@ -120,6 +120,8 @@ def _decode_audio_av(p: Path) -> tuple[np.ndarray, int]:
         if not container.streams.audio:
             raise MediaError(f"{p}: no audio track")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:  # e.g. a corrupt codec id: FFmpeg has no decoder for it
+            raise MediaError(f"{p}: no decoder for the audio codec (corrupt or unsupported file)")
         sr = int(stream.codec_context.sample_rate or stream.rate or 0)
         chunks: list[np.ndarray] = []
         resampler = None
@@ -227,6 +229,15 @@ def write_wav(path: PathLike, x: np.ndarray, sr: int, subtype: str = "PCM_16") -
 def probe(path: PathLike) -> MediaInfo:
     """Duration, streams, frame size, fps, frame count, sample rate and channels of a media file."""
     p = _check_file(path)
+    try:
+        return _probe(p)
+    except MediaError:
+        raise
+    except Exception as e:  # malformed stream parameters (found by tests/test_fuzz.py)
+        raise MediaError(f"{p}: cannot read the stream information ({_short(e)})") from e
+
+
+def _probe(p: Path) -> MediaInfo:
     with _open_input(p) as c:
         durations: list[float] = []
         info = MediaInfo(duration=0.0, has_video=bool(c.streams.video), has_audio=bool(c.streams.audio))
@@ -237,15 +248,15 @@ def probe(path: PathLike) -> MediaInfo:
             durations.append(c.duration / 1_000_000)  # container duration is in AV_TIME_BASE units
         if c.streams.video:
             v = c.streams.video[0]
-            info.width = int(v.codec_context.width or 0)
-            info.height = int(v.codec_context.height or 0)
+            info.width = int(getattr(v.codec_context, "width", 0) or 0)  # codec_context is None without a decoder
+            info.height = int(getattr(v.codec_context, "height", 0) or 0)
             rate = v.average_rate or v.guessed_rate or v.base_rate
             info.fps = float(rate) if rate else 0.0
             info.n_frames = int(v.frames or 0)
         if c.streams.audio:
             a = c.streams.audio[0]
-            info.sample_rate = int(a.codec_context.sample_rate or a.rate or 0)
-            info.channels = int(a.codec_context.channels or 0)
+            info.sample_rate = int(getattr(a.codec_context, "sample_rate", 0) or a.rate or 0)
+            info.channels = int(getattr(a.codec_context, "channels", 0) or 0)
     info.duration = max(durations) if durations else 0.0
     if info.has_video and info.n_frames == 0 and info.fps > 0:
         info.n_frames = int(round(info.duration * info.fps))

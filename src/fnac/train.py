@@ -130,7 +130,7 @@ def train_step(
     weights = loss_weights(cfg.loss, epoch)
     total = weighted_total(terms, weights)
     if not torch.isfinite(total):
-        bad = {k: float(v) for k, v in terms.items()}
+        bad = {k: float(v.detach()) for k, v in terms.items()}
         raise NonFiniteLossError(
             f"non-finite loss at epoch {epoch}: {bad}; batch ids: {', '.join(map(str, batch['id']))}"
         )
@@ -236,6 +236,8 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     out = Path(cfg.train.out_dir)
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        for stray in out.glob(".*.pt.*.tmp"):  # left by a process killed while writing a checkpoint
+            stray.unlink(missing_ok=True)
     dist.barrier()
     if cfg.train.batch_size % world:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by {world} processes")
@@ -306,6 +308,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     last_val = None
     stopped = False
     seen = failed_total = 0
+    epoch = start_epoch - 1  # resuming a finished run trains no epoch: epochs_done stays start_epoch
     with _StopFlag() as flag:
         for epoch in range(start_epoch, cfg.train.epochs):
             train_set.set_epoch(epoch)

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-silent", action="store_true", help="localize even when the audio is silent")
     p.add_argument("--gt", help="per-frame ground truth of a synthetic clip (clips/<name>.json): print the score")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--max-seconds", type=float, default=3600.0,
+                   help="refuse clips longer than this (the audio is decoded into memory; 0 = no limit)")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("fnac_localize") / Path(args.video).stem
     result = inf.localize_video(model, args.video, every=args.every, window=window, batch_size=args.batch_size,
-                                device=args.device, progress=not args.quiet, allow_silent=args.allow_silent)
+                                device=args.device, progress=not args.quiet, allow_silent=args.allow_silent,
+                                max_seconds=args.max_seconds)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     stem = Path(args.video).stem
