@@ -255,6 +255,7 @@ def test_fit_from_the_cache_is_the_plain_run(root, tmp_path, monkeypatch):
     assert os.path.isfile(tmp_path / "cached" / "latest.pt")
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
 def test_gpu_options_on_cpu(root, cache_dir):
     """The fast path's training options where a CPU can run them: channels-last and torch.compile give
     the same loss terms as the plain float32 step, bf16 autocast the same to bf16 precision; pinned
@@ -276,7 +277,10 @@ def test_gpu_options_on_cpu(root, cache_dir):
         cfg.train.channels_last = False
         model = model.to(memory_format=torch.contiguous_format)  # .to() converted it in place
         cfg.train.amp = "bf16"
-        bf = {k: float(v) for k, v in compute_terms(model, batch, cfg, cpu).items()}
+        # PyTorch's own bf16 kernels: oneDNN's AMX bf16 convolutions returned NaN in about a third of
+        # the calls on the development VM (a CPU/VM problem, not fnac's), which would make this flaky
+        with torch.backends.mkldnn.flags(enabled=False):
+            bf = {k: float(v) for k, v in compute_terms(model, batch, cfg, cpu).items()}
         cfg.train.amp = "none"
         compiled = torch.compile(model, backend="eager")
         co = {k: float(v) for k, v in compute_terms(compiled, batch, cfg, cpu).items()}

@@ -126,19 +126,25 @@ def test_avsbench_metadata_errors(tmp_path):
 # ------------------------------------------------------------------------------ Extended VGG-SS
 
 
-def test_extended_vggss(tmp_path):
+def make_extended_vggss(root: Path) -> tuple[list[str], list[str]]:
+    """An Extended VGG-SS fixture: 2 annotated positives, 2 negatives of which one has no files."""
     pos, neg = ["aaaaaaaaaaa_000001", "bbbbbbbbbbb_000002"], ["zzzzzzzzzzz_000009", "yyyyyyyyyyy_000008"]
     for k, i in enumerate(pos):
-        png(tmp_path / "frames" / f"{i}.jpg", frame(k))
-        wav(tmp_path / "audio" / f"{i}.wav", noise(k, 3.0))
-    png(tmp_path / "extend_frames" / f"{neg[0]}.jpg", frame(9))
-    wav(tmp_path / "extend_audio" / f"{neg[0]}.wav", noise(9, 3.0))
-    (tmp_path / "test.txt").write_text("\n".join(pos) + "\n")
-    (tmp_path / "vggss.json").write_text(json.dumps(
+        png(root / "frames" / f"{i}.jpg", frame(k))
+        wav(root / "audio" / f"{i}.wav", noise(k, 3.0))
+    png(root / "extend_frames" / f"{neg[0]}.jpg", frame(9))
+    wav(root / "extend_audio" / f"{neg[0]}.wav", noise(9, 3.0))
+    (root / "test.txt").write_text("\n".join(pos) + "\n")
+    (root / "vggss.json").write_text(json.dumps(
         [{"file": pos[0], "class": "c", "bbox": [[0.0, 0.0, 0.5, 0.5]]},
          {"file": pos[1], "class": "c", "bbox": [[0.5, 0.5, 1.0, 1.0]]}]))
-    (tmp_path / "vggss_test_plus_silent.csv").write_text(
+    (root / "vggss_test_plus_silent.csv").write_text(
         "video,audio,label\n" + "".join(f"{i},{i},non-sounding\n" for i in neg))
+    return pos, neg
+
+
+def test_extended_vggss(tmp_path):
+    pos, neg = make_extended_vggss(tmp_path)
     ds = build_dataset(DataConfig(dataset="extended_vggss", root=str(tmp_path), image_size=16), "test", False)
     assert ds.listed == pos + neg and ds.ids == pos + neg[:1] and ds.missing == [neg[1]]
     s = [ds[k] for k in range(3)]

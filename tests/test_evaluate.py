@@ -1,7 +1,5 @@
 """evaluate_model against an independent per-sample computation, and on each kind of benchmark
 (localization, extended SLAVC sets, AVSBench segmentation), through the library and `fnac eval`."""
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -13,7 +11,7 @@ from fnac.config import Config, DataConfig, ModelConfig
 from fnac.data import build_dataset
 from fnac.evaluate import Protocol, evaluate_model
 from fnac.models import FNAC
-from test_data_avsbench import frame, noise, png, s4, wav  # noqa: F401  (s4 is a fixture)
+from test_data_avsbench import make_extended_vggss, s4  # noqa: F401  (s4 is a fixture)
 
 
 def tiny_model(seed=0):
@@ -60,24 +58,8 @@ def test_localization_metrics_equal_a_per_sample_loop(tiny_synth, upsample):
     assert res.baselines["whole image"]["mean_ciou"] == pytest.approx(np.mean(whole), rel=1e-6)
 
 
-def _extended_fixture(tmp_path):
-    pos, neg = ["aaaaaaaaaaa_000001", "bbbbbbbbbbb_000002"], ["zzzzzzzzzzz_000009", "yyyyyyyyyyy_000008"]
-    for k, i in enumerate(pos):
-        png(tmp_path / "frames" / f"{i}.jpg", frame(k))
-        wav(tmp_path / "audio" / f"{i}.wav", noise(k, 3.0))
-    png(tmp_path / "extend_frames" / f"{neg[0]}.jpg", frame(9))
-    wav(tmp_path / "extend_audio" / f"{neg[0]}.wav", noise(9, 3.0))
-    (tmp_path / "test.txt").write_text("\n".join(pos) + "\n")
-    (tmp_path / "vggss.json").write_text(json.dumps(
-        [{"file": pos[0], "class": "c", "bbox": [[0.0, 0.0, 0.5, 0.5]]},
-         {"file": pos[1], "class": "c", "bbox": [[0.5, 0.5, 1.0, 1.0]]}]))
-    (tmp_path / "vggss_test_plus_silent.csv").write_text(
-        "video,audio,label\n" + "".join(f"{i},{i},non-sounding\n" for i in neg))
-    return pos, neg
-
-
 def test_extended_set_reports_ap_f1_locacc_and_missing(tmp_path, capsys):
-    pos, neg = _extended_fixture(tmp_path)
+    pos, neg = make_extended_vggss(tmp_path)
     ds = build_dataset(DataConfig(dataset="extended_vggss", root=str(tmp_path), image_size=64), "test", False)
     res = evaluate_model(tiny_model(), ds, Protocol(), batch_size=2, progress=False)
     assert res.kind == "extended" and res.n_evaluated == 3 and res.n_listed == 4 and res.missing == [neg[1]]
