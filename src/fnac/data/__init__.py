@@ -48,6 +48,10 @@ def build_dataset(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) 
     Raises ConfigError for an unknown dataset name and DataError for missing or malformed lists,
     annotation files and folders.
     """
+    if data_cfg.cache:  # the preprocessed cache of `fnac cache` (falls back to the plain layout)
+        from fnac.data import cached
+
+        return cached.build(data_cfg, split, train, seed)
     builder = DATASETS.get(data_cfg.dataset)
     if builder is None:
         raise ConfigError(f"data.dataset: unknown dataset {data_cfg.dataset!r} (known: {', '.join(DATASETS)})")
