@@ -82,6 +82,9 @@ def main() -> None:
     p.add_argument("--amp", default=None, choices=["none", "bf16"], help="model step: default bf16 on CUDA")
     p.add_argument("--channels-last", default=None, action=argparse.BooleanOptionalAction)
     p.add_argument("--rounds", type=int, default=2, help="timed rounds per path, in turns (default 2)")
+    p.add_argument("--gpu-layout", action="store_true",
+                   help="on a CPU too, leave the cache's spectrograms to the device step, as on a GPU (shows what "
+                        "the loader workers deliver to a GPU)")
     p.add_argument("--paths", default="reference,plain,cache")
     args = p.parse_args()
 
@@ -133,6 +136,8 @@ def main() -> None:
 
         cache_ds = build_cached(cfg_cache.data, "train", train=True)
         cache_ds.prepare_for(device)  # as fit does: on CPU the workers also compute the spectrograms
+        if args.gpu_layout:
+            cache_ds.finish_on_device = True
         where = "spectrograms on the device" if cache_ds.finish_on_device else "spectrograms in the workers"
         jobs.append((f"fnac loader, cache ({where})", lambda: measure_loader(loader(cache_ds, collate), move_fnac,
                                                                               device, args.seconds)))
