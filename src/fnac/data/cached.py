@@ -15,7 +15,8 @@ Frames are stored in the *form* their split is used in (method.md section 4, "Im
 split after its deterministic first step (shorter side resized to int(1.1 S), bicubic), so the random
 crop and flip are done here on the array with the draws of ``vision.train_transform``; the val/test
 splits resized to exactly S x S. The audio is the centred window, so the spectrogram, the log and the
-training masks run batched on the training device in ``model_inputs`` (method.md section 4, "Audio").
+training masks run batched on the training device in ``model_inputs`` (method.md section 4, "Audio"),
+or per sample in the loader workers when the model runs on the CPU (``prepare_for``).
 A training sample of the cache equals the plain layout's sample for the same (seed, epoch, index):
 the same crop, flip and mask draws (``sample_seed``); the image is bit-identical and the spectrogram
 equal to float32 rounding.
