@@ -70,7 +70,8 @@ def root(tmp_path_factory) -> Path:
 
 def _cfg(root: Path, *extra: str):
     return load_config(resolve_config_path("small"), [f"data.root={root}", "data.image_size=64",
-                                                       "data.audio_duration=0.5", "data.num_workers=0", *extra])
+                                                       "data.audio_duration=0.5", "data.num_workers=0",
+                                                       "data.spec_mask=reference", *extra])
 
 
 @pytest.fixture(scope="module")

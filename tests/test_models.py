@@ -7,7 +7,7 @@ import torch
 import fnac
 from fnac.checkpoint import load_checkpoint, save_checkpoint
 from fnac.config import Config, ModelConfig
-from fnac.errors import CheckpointError
+from fnac.errors import CheckpointError, ConfigError
 from fnac.models import FNAC, ObjectNet
 
 
@@ -163,3 +163,35 @@ def test_our_checkpoint_roundtrip_keeps_config(tmp_path):
     for k, v in m.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_visual_layers_option_stops_early_keeps_names_and_loads_imagenet_stages(tmp_path):
+    """model.visual_layers = 2 / 3: the layer2 / layer3 map (stride 8 / 16), only the kept stages are
+    built (torchvision names), ImageNet weights of those stages load, and both our checkpoints and an
+    authors'-style state dict of such a model load back with the right number of stages."""
+    torch.manual_seed(0)
+    path, sd = _fake_imagenet_file(tmp_path)
+    x, s = torch.randn(2, 3, 128, 128), torch.randn(2, 1, 257, 40)
+    for layers, side, chans in ((2, 16, 128), (3, 8, 256), (4, 4, 512)):
+        m = FNAC(ModelConfig(visual_layers=layers, pretrained=str(path)), load_pretrained=True).eval()
+        names = {k.split(".")[0] for k in m.imgnet.state_dict()}
+        assert names == {"conv1", "bn1"} | {f"layer{i}" for i in range(1, layers + 1)}
+        assert m.img_proj.weight.shape == (512, chans, 1, 1)
+        assert torch.equal(m.imgnet.layer2[0].conv1.weight, sd["layer2.0.conv1.weight"])
+        with torch.no_grad():
+            assert m.encode_image(x).shape == (2, 512, side, side)
+            assert m.encode_audio(s).shape == (2, 512)  # the audio network keeps all four stages
+    with pytest.raises(ConfigError, match="visual_layers"):
+        FNAC(ModelConfig(visual_layers=1), load_pretrained=False)
+    small2 = FNAC(ModelConfig(width=8, embed_dim=16, visual_layers=2), load_pretrained=False).eval()
+    ref = tmp_path / "ref.pth"
+    torch.save({"model": {"module." + k: v for k, v in small2.state_dict().items()}, "epoch": 1}, ref)
+    loaded = load_checkpoint(ref)
+    assert loaded.cfg.visual_layers == 2 and loaded.cfg.width == 8
+    cfg = Config()
+    cfg.model = ModelConfig(width=8, embed_dim=16, visual_layers=2)
+    save_checkpoint(tmp_path / "latest.pt", small2, cfg, epoch=1, step=1)
+    ours = load_checkpoint(tmp_path / "latest.pt")
+    with torch.no_grad():
+        assert torch.equal(ours.localize(x, s), small2.localize(x, s))
+        assert ours.localize(x, s).shape == (2, 16, 16)

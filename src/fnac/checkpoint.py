@@ -84,13 +84,14 @@ def convert_reference_state(sd: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def infer_model_config(sd: dict[str, Tensor]) -> ModelConfig:
-    """Width and embedding size from the tensors of a reference state dict."""
+    """Width, embedding size and number of visual stages from the tensors of a reference state dict."""
     try:
         width = int(sd["imgnet.conv1.weight"].shape[0])
         embed = int(sd["img_proj.weight"].shape[0])
     except KeyError as e:
         raise CheckpointError(f"not an FNAC/EZ-VSL state dict: key {e} missing") from None
-    return ModelConfig(width=width, embed_dim=embed)
+    layers = max((i for i in (2, 3, 4) if f"imgnet.layer{i}.0.conv1.weight" in sd), default=4)
+    return ModelConfig(width=width, embed_dim=embed, visual_layers=layers)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> FNAC:

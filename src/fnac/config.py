@@ -22,6 +22,10 @@ class ModelConfig:
 
     embed_dim: int = 512  # C: channels of the joint embedding
     width: int = 64  # ResNet-18 base width (64 = the real ResNet-18; 16 or 32 for small CPU runs)
+    # Visual stages kept: 4 = the reference (layer4 map, stride 32: 7x7 at 224 px). 2 or 3 stop after
+    # layer2 / layer3 (stride 8 / 16): a smaller receptive field, which a model trained from scratch
+    # needs to learn *where* in minutes (docs/results.md); ImageNet weights of the kept stages still load.
+    visual_layers: int = 4
     tau: float = 0.03  # temperature of every similarity
     vision_dropout: float = 0.9  # element-wise dropout on the visual 7x7 map (training only)
     audio_dropout: float = 0.0  # present in the reference, disabled

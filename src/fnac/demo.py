@@ -28,7 +28,7 @@ class DemoConfig:
     n_val: int = 192
     n_test: int = 384
     n_classes: int = 10
-    epochs: int = 7
+    epochs: int = 6
     distractors: int = 1  # silent objects of other classes per image
     quick: bool = False  # a tiny smoke version (tests)
 

@@ -58,7 +58,7 @@ class FrameResult:
 
     index: int  # frame index in the video (0 for an image + audio pair)
     time: float  # seconds: the frame's time = the centre of its audio window
-    map: np.ndarray  # (h, w) raw cos / tau map (h = w = S / 32)
+    map: np.ndarray  # (h, w) raw cos / tau map (h = w = S / stride: 32, or 16 / 8 with model.visual_layers)
     peak: tuple[float, float]  # (x, y) of the maximum of the 224 map (pixel centre)
     box: tuple[float, float, float, float]  # (x1, y1, x2, y2) of the region >= 0.5 around the peak
     max_cos: float  # largest cosine similarity in the map (raw max * tau)

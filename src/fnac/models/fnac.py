@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fnac.config import ModelConfig
-from fnac.errors import CheckpointError
+from fnac.errors import CheckpointError, ConfigError
 from fnac.models.resnet import (
     ResNet18Trunk,
     imagenet_state_dict,
@@ -93,20 +93,21 @@ class FNAC(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or ModelConfig()
         self.tau = cfg.tau
-        self.imgnet = ResNet18Trunk(3, cfg.width)
+        if cfg.visual_layers not in (2, 3, 4):
+            raise ConfigError(f"model.visual_layers must be 2, 3 or 4 (4 = the reference), got {cfg.visual_layers}")
+        self.imgnet = ResNet18Trunk(3, cfg.width, cfg.visual_layers)
         self.audnet = ResNet18Trunk(1, cfg.width)
-        feat = self.imgnet.out_channels
         self.img_dropout = nn.Dropout(cfg.vision_dropout)
         self.aud_dropout = nn.Dropout(cfg.audio_dropout)
-        self.img_proj = nn.Conv2d(feat, cfg.embed_dim, kernel_size=1)
-        self.aud_proj = nn.Linear(feat, cfg.embed_dim)
+        self.img_proj = nn.Conv2d(self.imgnet.out_channels, cfg.embed_dim, kernel_size=1)
+        self.aud_proj = nn.Linear(self.audnet.out_channels, cfg.embed_dim)
         for m in (self.imgnet, self.audnet, self.img_proj, self.aud_proj):
             reference_init_(m)
         self.pretrained_source: str | None = None
         if load_pretrained:
             path = resolve_pretrained(cfg)
             if path:
-                sd = imagenet_state_dict(read_weights_file(path))
+                sd = imagenet_state_dict(read_weights_file(path), cfg.visual_layers)
                 load_state_strict(self.imgnet, sd, path)
                 self.pretrained_source = path
                 log.info("visual backbone: ImageNet weights from %s", path)
@@ -117,7 +118,8 @@ class FNAC(nn.Module):
                 )
 
     def encode_image(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) normalised images -> (B, C, S/32, S/32) features, unit norm at every position."""
+        """(B, 3, S, S) normalised images -> (B, C, S/s, S/s) features, unit norm at every position
+        (s = 32 for the reference's four stages, 16 / 8 with model.visual_layers = 3 / 2)."""
         x = self.imgnet(images)  # (B, 8w, h, w)
         x = self.img_proj(self.img_dropout(x))  # (B, C, h, w)
         return F.normalize(x, dim=1)

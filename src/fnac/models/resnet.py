@@ -39,30 +39,36 @@ class ResNet18Trunk(nn.Module):
 
     ``width`` = 64 is the real ResNet-18 (512 output channels); smaller widths make CPU-sized models.
     ``in_channels`` = 1 gives the audio network (first conv 1 -> width, 7x7, stride 2, pad 3, no bias).
+    ``layers`` < 4 stops after that stage (not built beyond it): layers=2 returns the layer2 map
+    (B, 2*width, H/8, W/8), layers=3 the layer3 map (B, 4*width, H/16, W/16). Kept stages have
+    torchvision's parameter names, so ImageNet weights load after dropping the missing stages' keys.
     """
 
-    def __init__(self, in_channels: int = 3, width: int = 64) -> None:
+    def __init__(self, in_channels: int = 3, width: int = 64, layers: int = 4) -> None:
         super().__init__()
+        if layers not in (1, 2, 3, 4):
+            raise ValueError(f"layers must be 1..4, got {layers}")
         self.width = width
+        self.layers = layers
         self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         chans = [width, 2 * width, 4 * width, 8 * width]
         in_ch = width
-        for i, ch in enumerate(chans):
+        for i, ch in enumerate(chans[:layers]):
             stride = 1 if i == 0 else 2
             layer = nn.Sequential(BasicBlock(in_ch, ch, stride), BasicBlock(ch, ch, 1))
             setattr(self, f"layer{i + 1}", layer)
             in_ch = ch
-        self.out_channels = chans[-1]
+        self.out_channels = chans[layers - 1]
+        self.stride = 2 ** (layers + 1)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        for i in range(1, self.layers + 1):
+            x = getattr(self, f"layer{i}")(x)
+        return x
 
 
 def reference_init_(module: nn.Module) -> None:
@@ -79,9 +85,11 @@ def reference_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def imagenet_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Strip the classifier (fc.*) of a torchvision resnet18 state dict: the trunk has no fc."""
-    return {k: v for k, v in sd.items() if not k.startswith("fc.")}
+def imagenet_state_dict(sd: dict[str, Tensor], layers: int = 4) -> dict[str, Tensor]:
+    """Strip the classifier (fc.*) of a torchvision resnet18 state dict (the trunk has no fc), and the
+    stages after ``layers`` when the trunk stops early."""
+    dropped = ("fc.",) + tuple(f"layer{i}." for i in range(layers + 1, 5))
+    return {k: v for k, v in sd.items() if not k.startswith(dropped)}
 
 
 def torch_cache_resnet18() -> str | None:
