@@ -195,3 +195,51 @@ def test_visual_layers_option_stops_early_keeps_names_and_loads_imagenet_stages(
     with torch.no_grad():
         assert torch.equal(ours.localize(x, s), small2.localize(x, s))
         assert ours.localize(x, s).shape == (2, 16, 16)
+
+
+def test_proj_bn_option_centres_embeddings_and_round_trips(tmp_path):
+    """model.proj_bn (not in the reference): each embedding channel is batch-normalised before the L2
+    norm. Checked against the formula written out here: train mode uses the batch's mean and biased
+    variance (over the batch and, for the visual map, every position), eval mode the running ones. The
+    default adds no parameters (reference state dicts keep their keys) and our checkpoints restore it."""
+    torch.manual_seed(0)
+    x, s = torch.randn(4, 3, 64, 64), torch.randn(4, 1, 257, 40)
+    plain = FNAC(ModelConfig(width=8, embed_dim=16, visual_layers=2), load_pretrained=False)
+    assert not any("proj_bn" in k for k in plain.state_dict())
+    m = FNAC(ModelConfig(width=8, embed_dim=16, visual_layers=2, proj_bn=True, vision_dropout=0.0),
+             load_pretrained=False)
+    with torch.no_grad():
+        m.img_proj_bn.weight.uniform_(0.5, 1.5)
+        m.img_proj_bn.bias.uniform_(-0.2, 0.2)
+        m.aud_proj_bn.weight.uniform_(0.5, 1.5)
+        m.aud_proj_bn.bias.uniform_(-0.2, 0.2)
+    m.train()
+    with torch.no_grad():
+        raw_a = m.aud_proj(m.audnet(s).amax(dim=(2, 3)))  # (4, 16) before the batch norm
+        mu, var = raw_a.mean(0), raw_a.var(0, unbiased=False)
+        want_a = (raw_a - mu) / torch.sqrt(var + 1e-5) * m.aud_proj_bn.weight + m.aud_proj_bn.bias
+        want_a = want_a / want_a.norm(dim=1, keepdim=True)
+        raw_v = m.img_proj(m.imgnet(x))  # (4, 16, 8, 8)
+        mu_v = raw_v.mean(dim=(0, 2, 3), keepdim=True)
+        var_v = raw_v.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        w, b = m.img_proj_bn.weight.view(1, -1, 1, 1), m.img_proj_bn.bias.view(1, -1, 1, 1)
+        want_v = (raw_v - mu_v) / torch.sqrt(var_v + 1e-5) * w + b
+        want_v = want_v / want_v.norm(dim=1, keepdim=True)
+        got_a, got_v = m.encode_audio(s), m.encode_image(x)  # (also updates the running statistics)
+    assert torch.allclose(got_a, want_a, atol=1e-5)
+    assert torch.allclose(got_v, want_v, atol=1e-5)
+    # the point of the option: centred, the embeddings of different clips no longer all point one way
+    with torch.no_grad():
+        cos_plain = plain.encode_audio(s) @ plain.encode_audio(s).T
+    off = ~torch.eye(4, dtype=torch.bool)
+    assert cos_plain[off].mean() > 0.8 and (got_a @ got_a.T)[off].mean() < 0.5
+    m.eval()
+    cfg = Config()
+    cfg.model = ModelConfig(width=8, embed_dim=16, visual_layers=2, proj_bn=True)
+    save_checkpoint(tmp_path / "latest.pt", m, cfg, epoch=1, step=1)
+    back = load_checkpoint(tmp_path / "latest.pt")
+    assert back.cfg.proj_bn
+    with torch.no_grad():
+        assert torch.equal(back.localize(x, s), m.localize(x, s))
+        # eval mode: running statistics, so a single clip's embedding does not depend on its batch
+        assert torch.allclose(m.encode_audio(s[:1]), m.encode_audio(s)[:1], atol=1e-6)

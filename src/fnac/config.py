@@ -29,6 +29,11 @@ class ModelConfig:
     tau: float = 0.03  # temperature of every similarity
     vision_dropout: float = 0.9  # element-wise dropout on the visual 7x7 map (training only)
     audio_dropout: float = 0.0  # present in the reference, disabled
+    # Not in the reference (False = the reference): batch-norm each embedding channel, over the batch
+    # (and the map's positions), before the L2 norm. A from-scratch model's embeddings all point the
+    # same way at initialisation, so every logit is alike and the contrastive loss sits at chance for
+    # a seed-dependent number of epochs; centring them removes that plateau (docs/results.md).
+    proj_bn: bool = False
     pretrained: str = ""  # torchvision resnet18 ImageNet weights file for the visual backbone ("" = none)
     pretrained_required: bool = False  # fail instead of warning when `pretrained` is empty or missing
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fnac.config import load_config, resolve_config_path
@@ -31,9 +31,10 @@ class DemoConfig:
     epochs: int = 6
     distractors: int = 1  # silent objects of other classes per image
     quick: bool = False  # a tiny smoke version (tests)
+    overrides: list[str] = field(default_factory=list)  # extra KEY=VALUE for both models' configs
 
     def shrink(self) -> "DemoConfig":
-        return DemoConfig(self.out_dir, self.seed, 64, 16, 16, 4, 2, 1, True)
+        return DemoConfig(self.out_dir, self.seed, 64, 16, 16, 4, 2, 1, True, list(self.overrides))
 
 
 def run_demo(dc: DemoConfig, workers: int = 1) -> dict:
@@ -58,10 +59,11 @@ def run_demo(dc: DemoConfig, workers: int = 1) -> dict:
     for i, (name, extra) in enumerate(runs.items()):
         tag = "fnac" if i == 0 else "ezvsl"
         overrides = [f"data.root={data_root}", f"train.out_dir={out / tag}", f"train.epochs={dc.epochs}",
-                     f"train.seed={dc.seed}", *extra]
+                     f"train.seed={dc.seed}"]
         if dc.quick:
             overrides += ["model.width=8", "model.embed_dim=16", "data.image_size=64", "train.batch_size=16",
                           "loss.warmup_epochs=1", "data.num_workers=0"]
+        overrides += [*dc.overrides, *extra]  # the ablation's zero weights win over the user's
         cfg = load_config(resolve_config_path("small"), overrides)
         log.info("[%d/4] training %s (%d epochs) -> %s", 2 + i, name, cfg.train.epochs, cfg.train.out_dir)
         res = fit(cfg)

@@ -13,13 +13,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="training epochs per model")
     p.add_argument("--n-train", type=int, help="synthetic training samples")
     p.add_argument("--classes", type=int, help="number of synthetic classes")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for both models (repeatable), e.g. --set train.device=cuda")
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds; numbers meaningless)")
 
 
 def run(args: argparse.Namespace) -> int:
     from fnac.demo import DemoConfig, run_demo
 
-    dc = DemoConfig(out_dir=args.out, seed=args.seed)
+    dc = DemoConfig(out_dir=args.out, seed=args.seed, overrides=list(args.overrides))
     if args.quick:
         dc = dc.shrink()
     if args.epochs:

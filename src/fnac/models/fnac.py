@@ -101,6 +101,9 @@ class FNAC(nn.Module):
         self.aud_dropout = nn.Dropout(cfg.audio_dropout)
         self.img_proj = nn.Conv2d(self.imgnet.out_channels, cfg.embed_dim, kernel_size=1)
         self.aud_proj = nn.Linear(self.audnet.out_channels, cfg.embed_dim)
+        # model.proj_bn (not in the reference): centre and scale each embedding channel before the norm
+        self.img_proj_bn = nn.BatchNorm2d(cfg.embed_dim) if cfg.proj_bn else None
+        self.aud_proj_bn = nn.BatchNorm1d(cfg.embed_dim) if cfg.proj_bn else None
         for m in (self.imgnet, self.audnet, self.img_proj, self.aud_proj):
             reference_init_(m)
         self.pretrained_source: str | None = None
@@ -122,12 +125,16 @@ class FNAC(nn.Module):
         (s = 32 for the reference's four stages, 16 / 8 with model.visual_layers = 3 / 2)."""
         x = self.imgnet(images)  # (B, 8w, h, w)
         x = self.img_proj(self.img_dropout(x))  # (B, C, h, w)
+        if self.img_proj_bn is not None:
+            x = self.img_proj_bn(x)
         return F.normalize(x, dim=1)
 
     def encode_audio(self, specs: Tensor) -> Tensor:
         """(B, 1, F, T) log spectrograms -> (B, C) unit-norm embeddings (global max pool)."""
         x = self.audnet(specs).amax(dim=(2, 3))  # (B, 8w)
         x = self.aud_proj(self.aud_dropout(x))  # (B, C)
+        if self.aud_proj_bn is not None:
+            x = self.aud_proj_bn(x)
         return F.normalize(x, dim=1)
 
     def forward(self, images: Tensor, specs: Tensor) -> dict[str, Tensor]:
