@@ -6,7 +6,8 @@ from fnac.cli import main
 
 def test_demo_quick_writes_table_overlays_and_curves(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    # --set reaches both models' configs, but cannot switch the ablation's regularisers back on
+    assert main(["demo", "--quick", "--out", str(out), "--set", "model.tau=0.05", "--set", "loss.fns1=5"]) == 0
     text = capsys.readouterr().out
     for row in ("FNAC", "EZ-VSL", "baseline: centre prior", "baseline: whole image", "baseline: random"):
         assert row in text, row
@@ -19,3 +20,5 @@ def test_demo_quick_writes_table_overlays_and_curves(tmp_path, capsys):
     # the EZ-VSL run trained with the three regulariser weights at 0
     cfg = (out / "ezvsl" / "config.yaml").read_text()
     assert "fns1: 0.0" in cfg and "tns: 0.0" in cfg and "fns2: 0.0" in cfg
+    assert "tau: 0.05" in cfg and "tau: 0.05" in (out / "fnac" / "config.yaml").read_text()
+    assert "fns1: 5" in (out / "fnac" / "config.yaml").read_text()

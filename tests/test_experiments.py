@@ -34,3 +34,26 @@ def test_false_negative_statistics_by_hand():
     assert r["fns1"] == pytest.approx(0, abs=1e-7) and r["fns2"] == pytest.approx(0, abs=1e-7)
     assert (r["cos_pos"], r["cos_same"], r["cos_other"]) == (1.0, 1.0, 0.0)
     assert (r["acos_same"], r["acos_other"]) == (1.0, 0.0)
+
+
+def test_sweep_runs_cells_in_parallel_and_continues(tmp_path):
+    """experiments/fnac_vs_ezvsl.py --jobs 2: two tiny cells in their own processes, one row each in
+    results.jsonl with the variant's tag and overrides; a second call finds them done and runs nothing."""
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "fnac_vs_ezvsl.py"
+    argv = [sys.executable, str(script), "--quick", "--classes", "4", "--seeds", "0", "1", "--jobs", "2",
+            "--threads", "1", "--tag", "t", "--set", "model.tau=0.05", "--out", str(tmp_path)]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["classes"], r["seed"], r["tag"]) for r in rows) == [(4, 0, "t"), (4, 1, "t")]
+    assert all(r["overrides"] == ["model.tau=0.05"] for r in rows)
+    assert "tau: 0.05" in (tmp_path / "t_k4_s1" / "ezvsl" / "config.yaml").read_text()
+    summary = (tmp_path / "summary_t.md").read_text()
+    assert "| t | 4 | FNAC | 2 |" in summary and "baseline: centre prior | 2 |" in summary
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "done (" not in again.stdout  # nothing rerun
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
