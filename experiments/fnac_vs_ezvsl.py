@@ -128,23 +128,25 @@ def main() -> None:
 
     todo = [(k, s) for k in args.classes for s in args.seeds if not have(k, s)]
     t0 = time.monotonic()
-    running: list[tuple[subprocess.Popen, Path, int, int]] = []
-    while todo or running:
-        late = args.deadline and time.monotonic() - t0 > args.deadline
-        if todo and late:
+
+    def late() -> bool:
+        if todo and args.deadline and time.monotonic() - t0 > args.deadline:
             print(f"deadline: {len(todo)} cells not started", flush=True)
-            todo = []
-        while todo and len(running) < max(1, args.jobs) and args.jobs > 1:
+            todo.clear()
+        return not todo
+
+    if args.jobs <= 1:  # in this process, one cell after another
+        while not late():
+            record(run_cell(*todo.pop(0), args))
+    running: list[tuple[subprocess.Popen, Path, int, int]] = []
+    while (args.jobs > 1 and not late()) or running:
+        while todo and len(running) < args.jobs:
             k, s = todo.pop(0)
             row_file = out / f".row_{args.tag}_k{k}_s{s}.json"
             row_file.unlink(missing_ok=True)
             log_file = open(out / f"{args.tag or 'small'}_k{k}_s{s}.log", "w")
             proc = subprocess.Popen(_child_argv(k, s, args, row_file), stdout=log_file, stderr=subprocess.STDOUT)
             running.append((proc, row_file, k, s))
-        if args.jobs <= 1 and todo:
-            k, s = todo.pop(0)
-            record(run_cell(k, s, args))
-            continue
         for item in list(running):
             proc, row_file, k, s = item
             if proc.poll() is None:
