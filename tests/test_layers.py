@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fnac"
 
 LAYERS = {
     0: ["fnac", "fnac.errors", "fnac.config", "fnac.distributed"],
-    1: ["fnac.media", "fnac.audio", "fnac.vision", "fnac.localization", "fnac.metrics"],
+    1: ["fnac.safeload", "fnac.media", "fnac.audio", "fnac.vision", "fnac.localization", "fnac.metrics"],
     2: ["fnac.models", "fnac.models.resnet", "fnac.models.fnac", "fnac.losses", "fnac.data", "fnac.data.*"],
     3: ["fnac.checkpoint", "fnac.synth", "fnac.visualize", "fnac.prepare"],
     4: ["fnac.train", "fnac.evaluate", "fnac.inference", "fnac.cache"],

@@ -18,6 +18,7 @@ from torch import Tensor
 from fnac.config import Config, ModelConfig, from_dict, to_dict
 from fnac.errors import CheckpointError
 from fnac.models.fnac import FNAC, load_state_strict
+from fnac.safeload import safe_torch_load
 
 FORMAT = "fnac"
 VERSION = 1
@@ -64,10 +65,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint not found: {p}")
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: checkpoint file is empty")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{p}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+    obj = safe_torch_load(p, "checkpoint")
     if not isinstance(obj, dict) or "model" not in obj or not isinstance(obj["model"], dict):
         raise CheckpointError(f"{p}: not a checkpoint (expected a dict with a 'model' state dict)")
     return obj

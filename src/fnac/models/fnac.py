@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from fnac.config import ModelConfig
 from fnac.errors import CheckpointError, ConfigError
+from fnac.safeload import safe_torch_load
 from fnac.models.resnet import (
     ResNet18Trunk,
     imagenet_state_dict,
@@ -55,10 +56,7 @@ def read_weights_file(path: str | Path) -> dict[str, Tensor]:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"weights file not found: {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt file for the user
-        raise CheckpointError(f"{p}: cannot read weights ({type(e).__name__}: {e})") from None
+    obj = safe_torch_load(p, "weights file")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
