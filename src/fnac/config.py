@@ -9,7 +9,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -55,7 +55,7 @@ class DataConfig:
     image_size: int = 224  # square model input (test: bicubic resize; train: resize 1.1x + random crop)
     audio_duration: float = 3.0  # seconds of audio centred in the clip
     sample_rate: int = 0  # 0 = keep the file's native rate (the reference); >0 resamples
-    spec_mask: str = "reference"  # "reference" (axis-swapped masks), "specaugment" (axis-correct), "none"
+    spec_mask: Literal["reference", "specaugment", "none"] = "reference"  # "reference" (axis-swapped masks), "specaugment" (axis-correct), "none"
     num_workers: int = 2
     max_skip_fraction: float = 0.05  # stop training when more than this fraction of samples fail to load
     # Added for the fast data path: a folder written by `fnac cache` ("" = read the plain layout, as
@@ -79,7 +79,7 @@ class LossConfig:
 class OptimConfig:
     """Adam with L2 weight decay inside Adam, constant learning rate (the reference)."""
 
-    name: str = "adam"  # "adam" (reference) or "adamw"
+    name: Literal["adam", "adamw"] = "adam"  # "adam" (reference) or "adamw"
     lr: float = 1e-4
     weight_decay: float = 1e-4
 
@@ -93,12 +93,12 @@ class TrainConfig:
     out_dir: str = "runs/fnac"
     log_every: int = 10  # steps between JSONL log lines
     val_every: int = 1  # epochs between validation passes (best checkpoint chosen on val only)
-    eval_upsample: str = "bicubic"  # validation protocol: interpolation
-    eval_threshold: str = "median_ge"  # validation protocol: threshold variant
+    eval_upsample: Literal["bicubic", "bilinear"] = "bicubic"  # validation protocol: interpolation
+    eval_threshold: Literal["median_ge", "median_gt", "fixed", "absolute"] = "median_ge"  # validation protocol: threshold variant
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 caps steps (smoke runs)
     save_every_steps: int = 0  # also write `latest` every N steps mid-epoch (0 = end of epoch only)
-    on_nonfinite: str = "stop"  # non-finite loss: "stop" or "skip" the batch (never saved either way)
-    amp: str = "none"  # mixed precision: "none" or "bf16" (autocast; on CPU too, where it is rarely faster)
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # non-finite loss: "stop" or "skip" the batch (never saved either way)
+    amp: Literal["none", "bf16"] = "none"  # mixed precision: "none" or "bf16" (autocast; on CPU too, where it is rarely faster)
     channels_last: bool = False  # NHWC image batches and visual weights (faster convolutions on GPU)
     compile: bool = False
     # Added with the benchmarks: torch.compile backend when train.compile is on ("inductor" = default;
@@ -119,7 +119,14 @@ class Config:
 
 # ----------------------------------------------------------------------------------------------
 def _check_type(key: str, value: Any, typ: Any) -> Any:
-    """Return value converted to typ (int -> float allowed), else raise ConfigError naming key."""
+    """Return value converted to typ (int -> float allowed), else raise ConfigError naming key.
+    A fixed-choice field (``Literal[...]``) accepts exactly one of its values."""
+    if typing.get_origin(typ) is Literal:
+        allowed = typing.get_args(typ)
+        if isinstance(value, str) and value in allowed:
+            return value
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(repr(a) for a in allowed)}; "
+                          f"got {value!r}")
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is float and isinstance(value, str):
@@ -155,7 +162,10 @@ def _merge(obj: Any, values: dict, prefix: str, source: str) -> None:
         if dataclasses.is_dataclass(cur):
             _merge(cur, v, key + ".", source)
         else:
-            setattr(obj, k, _check_type(key, v, hints[k]))
+            try:
+                setattr(obj, k, _check_type(key, v, hints[k]))
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {e}" if source not in ("config", "override") else str(e)) from None
 
 
 def from_dict(values: dict, source: str = "config") -> Config:
@@ -189,7 +199,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             nested = nested[p]
         value = _parse_scalar(text)
         hint = _leaf_type(cfg, parts, key)
-        if hint is str and not isinstance(value, str):
+        if (hint is str or typing.get_origin(hint) is Literal) and not isinstance(value, str):
             value = text  # "out_dir=123" is a path, not a number
         nested[parts[-1]] = value
         _merge(cfg, node, "", "override")
@@ -209,11 +219,14 @@ def _leaf_type(cfg: Config, parts: list[str], key: str) -> Any:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults <- YAML file <- overrides. Raises ConfigError naming the file and key."""
+    """Defaults <- YAML file <- overrides. ``path`` is a YAML file or the name of a built-in config
+    (``load_config("reference_vggss")``). Raises ConfigError naming the file and key."""
     values: dict = {}
     source = "config"
     if path:
         p = Path(path)
+        if not p.is_file() and (BUILTIN_DIR / f"{path}.yaml").is_file():
+            p = BUILTIN_DIR / f"{path}.yaml"
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
