@@ -6,6 +6,11 @@ K classes bind sight to sound: each class is a shape + colour family + texture a
 background; the audio is the sounding object's sound + background noise (+ optionally the sound of an
 off-screen class). Ground truth (box and pixel mask) is exact because it is taken from the rendered mask.
 
+Three options make false negatives (same-class negatives in a contrastive batch) more frequent and
+costly: class_skew (how often classes collide; expected_false_negatives counts it), variation (each
+clip's look and sound share a code, so same-class clips can be told apart) and shortcut (a per-clip
+signature in the background and the audio, never on the object). All at 0: the standard benchmark.
+
 Written in the VGG-SS layout (docs/notes.md, "synthetic benchmark"): frames/<id>.jpg, audio/<id>.wav,
 masks/<id>.png, annotations.json, train/val/test.txt, classes.json, scenes.json, clips/, synth.json.
 
