@@ -6,6 +6,11 @@ K classes bind sight to sound: each class is a shape + colour family + texture a
 background; the audio is the sounding object's sound + background noise (+ optionally the sound of an
 off-screen class). Ground truth (box and pixel mask) is exact because it is taken from the rendered mask.
 
+Three options make false negatives (same-class negatives in a contrastive batch) more frequent and
+costly: class_skew (how often classes collide; expected_false_negatives counts it), variation (each
+clip's look and sound share a code, so same-class clips can be told apart) and shortcut (a per-clip
+signature in the background and the audio, never on the object). All at 0: the standard benchmark.
+
 Written in the VGG-SS layout (docs/notes.md, "synthetic benchmark"): frames/<id>.jpg, audio/<id>.wav,
 masks/<id>.png, annotations.json, train/val/test.txt, classes.json, scenes.json, clips/, synth.json.
 
@@ -78,6 +83,10 @@ class SynthConfig:
     clip_min_segment: float = 1.0  # seconds each sounding turn lasts, at least
     clip_max_segment: float = 2.0
     jpeg_quality: int = 90
+    # False negatives (docs/synthetic.md, "False negatives"). All three at 0: the standard benchmark.
+    variation: float = 0.0  # 0..1: within-class variation, one per-clip code shared by look and sound
+    shortcut: float = 0.0  # 0..1: a per-clip signature in the background and the audio (not the object)
+    class_skew: float = 0.0  # >= 0: sounding-class frequency p_k ~ (k + 1) ** -class_skew; 0 = uniform
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid field."""
@@ -126,6 +135,16 @@ class SynthConfig:
             bad("clip_seconds", "must be >= clip_min_segment")
         if not 1 <= self.jpeg_quality <= 100:
             bad("jpeg_quality", "must be between 1 and 100")
+        for n in ("variation", "shortcut", "class_skew"):
+            x = getattr(self, n)
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                bad(n, "must be a number")
+        if not 0 <= self.variation <= 1:
+            bad("variation", "must be between 0 (none) and 1 (strong)")
+        if not 0 <= self.shortcut <= 1:
+            bad("shortcut", "must be between 0 (off) and 1 (strong)")
+        if not 0 <= self.class_skew <= 4:
+            bad("class_skew", "must be between 0 (uniform classes) and 4")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -218,6 +237,30 @@ def make_classes(cfg: SynthConfig) -> list[SynthClass]:
     return out
 
 
+def class_probabilities(cfg: SynthConfig) -> np.ndarray:
+    """(K,) frequency of each class as the sounding object: p_k proportional to (k + 1) ** -class_skew
+    (uniform at class_skew = 0; class 0 is the most frequent otherwise)."""
+    w = (np.arange(cfg.n_classes, dtype=np.float64) + 1.0) ** -float(cfg.class_skew)
+    return w / w.sum()
+
+
+def expected_false_negatives(cfg: SynthConfig, batch_size: int) -> float:
+    """Expected number of same-class negatives per sample in a batch of `batch_size` samples drawn at
+    random: (B - 1) * sum_k p_k ** 2 (each of the B - 1 others shares the sample's class with
+    probability sum_k p_k ** 2)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"batch size {batch_size!r}: must be an integer >= 1")
+    p = class_probabilities(cfg)
+    return float((batch_size - 1) * np.sum(p * p))
+
+
+def _draw_class(rng: np.random.Generator, cfg: SynthConfig) -> int:
+    if cfg.class_skew == 0:
+        return int(rng.integers(cfg.n_classes))  # the standard benchmark's draw, unchanged
+    cum = np.cumsum(class_probabilities(cfg))
+    return min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), cfg.n_classes - 1)
+
+
 # ------------------------------------------------------------------------------------------------
 # Shapes: polygons in unit coordinates (inside the circle of radius 1.05); fill 255 adds, 0 cuts a hole.
 def _ngon(n: int, r: float = 1.0, rot: float = -math.pi / 2, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
@@ -262,9 +305,12 @@ def _hsv(h_deg: float, s: float, v: float) -> np.ndarray:
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, theta: float,
-                fill: Any = 255, hole: Any = 0) -> None:
+                fill: Any = 255, hole: Any = 0, aspect: tuple[float, float] = (1.0, 1.0)) -> None:
+    """aspect scales the shape's own x and y axes (both <= 1 keeps it inside the bounding circle)."""
     c, s = math.cos(theta), math.sin(theta)
     for pts, f in _SHAPE_POLYS[shape]:
+        if aspect != (1.0, 1.0):
+            pts = pts * np.asarray(aspect)
         xs = cx + r * (pts[:, 0] * c - pts[:, 1] * s)
         ys = cy + r * (pts[:, 0] * s + pts[:, 1] * c)
         draw.polygon(list(zip(xs.tolist(), ys.tolist())), fill=fill if f else hole)
@@ -295,6 +341,8 @@ class _Obj:
     theta: float
     rgb: np.ndarray  # (3,) base colour in [0, 1]
     tex_phase: float
+    aspect: tuple[float, float] = (1.0, 1.0)  # squeeze of the shape's own axes (within-class variation)
+    tex_scale: float = 1.0  # texture frequency multiplier (within-class variation)
 
 
 def _sample_obj(rng: np.random.Generator, cls: SynthClass, cfg: SynthConfig, size: int) -> _Obj:
@@ -334,7 +382,7 @@ def _render_obj(canvas: np.ndarray, o: _Obj) -> np.ndarray:
     """Paint o onto canvas (H, W, 3 float32) in place; return its boolean pixel mask (H, W)."""
     hgt, wid = canvas.shape[:2]
     mimg = Image.new("L", (wid, hgt), 0)
-    _draw_shape(ImageDraw.Draw(mimg), o.cls.shape, o.cx, o.cy, o.r, o.theta)
+    _draw_shape(ImageDraw.Draw(mimg), o.cls.shape, o.cx, o.cy, o.r, o.theta, aspect=o.aspect)
     mask = np.asarray(mimg) > 0
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
@@ -342,6 +390,8 @@ def _render_obj(canvas: np.ndarray, o: _Obj) -> np.ndarray:
     dx, dy = xx + 0.5 - o.cx, yy + 0.5 - o.cy
     c, s = math.cos(o.theta), math.sin(o.theta)
     u, v = (dx * c + dy * s) / o.r, (-dx * s + dy * c) / o.r  # object's own frame (inverse rotation)
+    if o.tex_scale != 1.0:
+        u, v = u * np.float32(o.tex_scale), v * np.float32(o.tex_scale)
     tex = _texture(o.cls.texture, u, v, o.tex_phase)  # (h, w)
     m = mask[y0:y1, x0:x1]
     region = canvas[y0:y1, x0:x1]
@@ -414,6 +464,8 @@ class _Voice:
     rhythm_rate: float
     rhythm_phase: float
     phase0: float  # starting phase of the fundamental, in cycles
+    harmonics: tuple[tuple[int, float], ...] | None = None  # None: the class's (within-class variation)
+    noise_gain: float | None = None  # None: the class's
 
 
 def _sample_voice(rng: np.random.Generator, cls: SynthClass, gain: float) -> _Voice:
@@ -470,7 +522,8 @@ def _render_voice(rng: np.random.Generator, v: _Voice, n: int, sr: int, fade: fl
     cycles = np.cumsum(inst, dtype=np.float64) * (v.f0 / sr) + v.phase0  # float64: long sums
     phase = ((cycles - np.floor(cycles)) * (2 * math.pi)).astype(np.float32)
     # sin(h phi) by the Chebyshev recurrence s_{h+1} = 2 cos(phi) s_h - s_{h-1}: one sin, one cos
-    amps = {h: a for h, a in v.cls.harmonics if h * v.f0 * math.exp(v.ext) < 0.45 * sr}
+    harmonics = v.cls.harmonics if v.harmonics is None else v.harmonics
+    amps = {h: a for h, a in harmonics if h * v.f0 * math.exp(v.ext) < 0.45 * sr}
     s_prev, s_cur = np.zeros(n, np.float32), np.sin(phase)
     c2 = 2.0 * np.cos(phase)
     tone = amps.get(1, 0.0) * s_cur
@@ -482,9 +535,10 @@ def _render_voice(rng: np.random.Generator, v: _Voice, n: int, sr: int, fade: fl
     if mod == "tremolo":
         tone *= 1.0 - 0.6 * (0.5 + 0.5 * np.sin(np.float32(2 * math.pi) * (v.mod_rate * t + v.mod_phase)))
     x = tone
-    if v.cls.noise_gain > 0:
+    noise_gain = v.cls.noise_gain if v.noise_gain is None else v.noise_gain
+    if noise_gain > 0:
         rms = float(np.sqrt(np.mean(tone * tone)))
-        x = x + np.float32(v.cls.noise_gain * rms) * _spectral_noise(rng, n, sr, *v.cls.noise_band)
+        x = x + np.float32(noise_gain * rms) * _spectral_noise(rng, n, sr, *v.cls.noise_band)
     rhythm = v.cls.rhythm
     if rhythm != "continuous":
         p = v.rhythm_rate * t + v.rhythm_phase
@@ -506,6 +560,88 @@ def _finish(x: np.ndarray) -> np.ndarray:
     if peak > 0.98:
         x = x * (0.98 / peak)
     return x.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# False negatives: within-class variation and an instance shortcut (docs/synthetic.md). Both are drawn
+# from their own generators, so switching one on leaves every other draw of a sample unchanged (same
+# classes, places, sizes, noise), and at 0 nothing extra is drawn at all.
+_VARIATION_KEY, _SHORTCUT_KEY = 1, 2
+_VAR_DIMS = 4  # code dims: 0 brightness <-> pitch, 1 texture scale <-> timbre tilt,
+# 2 proportions <-> rhythm / modulation rate, 3 hue offset <-> noise-band level
+_VAR_HUE = 8.0  # degrees of extra hue offset at variation 1 (on top of hue_jitter)
+_VAR_TEX = 0.45  # log texture-scale range
+_VAR_SQUEEZE = 0.3  # one axis shrinks by up to this fraction
+_VAR_TILT = 0.9  # harmonic amplitude * h ** (tilt * c)
+_VAR_RATE = 0.35  # log rate range
+_VAR_NOISE = 0.7  # log noise-band-gain range
+_SC_ALPHA = 0.6  # peak blend of the background stripes toward the code's colour at shortcut 1
+_SC_RMS = 0.1  # RMS of the audio signature at shortcut 1 (the pink noise floor is 0.04)
+
+
+def _aux_rng(seed: int, code: int, index: int, key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, code, index], spawn_key=(key,)))
+
+
+def _vary_look(o: _Obj, c: np.ndarray, amount: float) -> None:
+    """Give object o its clip-specific look from code c (_VAR_DIMS values in [-1, 1]): brightness,
+    texture scale, proportions and a hue offset. The class's shape, hue family and texture stay."""
+    h, sat, val = colorsys.rgb_to_hsv(*(float(x) for x in o.rgb))
+    val = (1 - amount) * val + amount * (0.5 + 0.25 * (c[0] + 1))  # 0.5..1 at amount 1
+    o.rgb = _hsv(h * 360.0 + _VAR_HUE * amount * c[3], sat, val)
+    o.tex_scale = math.exp(_VAR_TEX * amount * c[1])
+    squeeze = 1.0 - _VAR_SQUEEZE * amount * abs(c[2])
+    o.aspect = (1.0, squeeze) if c[2] >= 0 else (squeeze, 1.0)
+
+
+def _vary_voice(v: _Voice, c: np.ndarray, amount: float) -> None:
+    """Give voice v the clip-specific sound of the same code: pitch position in the class's band (tied
+    to brightness), harmonic tilt (texture scale), rhythm and modulation rate (proportions), level of
+    the class's noise band (hue offset). The pitch stays inside the class's band."""
+    lo, hi = v.cls.pitch_band
+    width = math.log(hi / lo)
+    pad = 0.1 * width + v.ext
+    pos = (math.log(v.f0 / lo) - pad) / (width - 2 * pad)  # where the standard draw put it, 0..1
+    pos = (1 - amount) * pos + amount * 0.5 * (c[0] + 1)
+    v.f0 = lo * math.exp(pad + (width - 2 * pad) * pos)
+    tilt = _VAR_TILT * amount * c[1]  # the fundamental stays the loudest partial
+    v.harmonics = tuple((h, a if h == 1 else min(0.9, a * h ** tilt)) for h, a in v.cls.harmonics)
+    rate = math.exp(_VAR_RATE * amount * c[2])
+    v.mod_rate *= rate
+    v.rhythm_rate *= rate
+    v.noise_gain = v.cls.noise_gain * math.exp(_VAR_NOISE * amount * c[3])
+
+
+def _shortcut_code(srng: np.random.Generator, sr: int) -> dict:
+    """One clip's signature: q sets the stripes' colour and the audio band's centre, r the stripes'
+    orientation and spacing and the band's flutter rate. The phases are free (not part of the code)."""
+    q, r, ph_img, ph_aud = (float(x) for x in srng.random(4))
+    f_hi = min(6000.0, 0.4 * sr)
+    f_lo = min(300.0, f_hi / 4)
+    return {"q": q, "r": r, "hue": 300.0 * q, "band_hz": f_lo * (f_hi / f_lo) ** q,
+            "angle": 0.9 * math.pi * r, "cycles": 3.0 + 4.0 * r, "flutter_hz": 0.5 + 3.5 * r,
+            "ph_img": ph_img, "ph_aud": ph_aud}
+
+
+def _shortcut_background(canvas: np.ndarray, code: dict, amount: float) -> None:
+    """Blend stripes of the code's colour, orientation and spacing into the background, in place.
+    Objects are painted afterwards over their whole mask, so their pixels never carry it."""
+    size = canvas.shape[0]
+    g = (np.arange(size, dtype=np.float32) + 0.5) / size
+    proj = g[None, :] * math.cos(code["angle"]) + g[:, None] * math.sin(code["angle"])  # (H, W)
+    m = 0.5 + 0.5 * np.sin(np.float32(2 * math.pi) * (code["cycles"] * proj + code["ph_img"]))
+    a = (np.float32(_SC_ALPHA * amount) * m)[..., None]  # (H, W, 1)
+    canvas *= 1.0 - a
+    canvas += a * _hsv(code["hue"], 0.85, 0.9)
+
+
+def _shortcut_audio(srng: np.random.Generator, code: dict, n: int, sr: int, amount: float) -> np.ndarray:
+    """A fluttering third-octave band of noise at the code's centre frequency (a 'room tone')."""
+    fc = code["band_hz"]
+    x = _spectral_noise(srng, n, sr, fc * 2 ** (-1 / 6), min(fc * 2 ** (1 / 6), 0.48 * sr))
+    t = np.arange(n, dtype=np.float32) * np.float32(1.0 / sr)
+    env = 0.75 + 0.25 * np.sin(np.float32(2 * math.pi) * (code["flutter_hz"] * t + code["ph_aud"]))
+    return np.float32(_SC_RMS * amount) * x * env
 
 
 # ------------------------------------------------------------------------------------------------
@@ -531,16 +667,27 @@ def _rng(seed: int, code: int, index: int) -> np.random.Generator:
 
 def render_sample(cfg: SynthConfig, classes: list[SynthClass], split: str, index: int) -> Sample:
     """Draw sample `index` of `split` from its own seed (cfg.seed, split, index)."""
-    rng = _rng(cfg.seed, _SPLIT_CODE[split], index)
+    code = _SPLIT_CODE[split]
+    rng = _rng(cfg.seed, code, index)
     size, k_total = cfg.image_size, len(classes)
-    k = int(rng.integers(k_total))
+    k = _draw_class(rng, cfg)
     n_dis = int(rng.integers(cfg.min_distractors, cfg.max_distractors + 1))
     others = [c for c in range(k_total) if c != k]
     dis = [int(c) for c in rng.choice(others, size=n_dis, replace=False)] if n_dis else []
     objs = [_sample_obj(rng, classes[c], cfg, size) for c in [k] + dis]
+    var_codes = None
+    if cfg.variation > 0:  # one code per object; the sounding object's is shared with its sound
+        var_codes = _aux_rng(cfg.seed, code, index, _VARIATION_KEY).uniform(-1, 1, (len(objs) + 1, _VAR_DIMS))
+        for o, c in zip(objs, var_codes):
+            _vary_look(o, c, cfg.variation)
     _place(rng, objs, size, overlap=cfg.max_overlap)
     order = rng.permutation(len(objs))  # random drawing order: the sounder is not always on top
     canvas = _background(rng, size, cfg.clutter)
+    srng, sc = None, None
+    if cfg.shortcut > 0:
+        srng = _aux_rng(cfg.seed, code, index, _SHORTCUT_KEY)
+        sc = _shortcut_code(srng, cfg.sample_rate)
+        _shortcut_background(canvas, sc, cfg.shortcut)
     masks: dict[int, np.ndarray] = {}
     for j in order.tolist():
         masks[j] = _render_obj(canvas, objs[j])
@@ -553,14 +700,21 @@ def render_sample(cfg: SynthConfig, classes: list[SynthClass], split: str, index
     sr = cfg.sample_rate
     n = int(round(cfg.duration * sr))
     main = _sample_voice(rng, classes[k], rng.uniform(0.3, 0.6))
+    if var_codes is not None:
+        _vary_voice(main, var_codes[0], cfg.variation)
     audio = _render_voice(rng, main, n, sr)
     off_class = None
     spare = [c for c in others if c not in dis]
     if rng.random() < cfg.offscreen_prob and spare and cfg.offscreen_gain > 0:
         off_class = int(spare[int(rng.integers(len(spare)))])
         off = _sample_voice(rng, classes[off_class], main.gain * rng.uniform(0.4, 1.0) * cfg.offscreen_gain)
+        if var_codes is not None:
+            _vary_voice(off, var_codes[-1], cfg.variation)
         audio = audio + _render_voice(rng, off, n, sr)
-    audio = _finish(audio + _pink_noise(rng, n, sr, cfg.noise_level))
+    audio = audio + _pink_noise(rng, n, sr, cfg.noise_level)
+    if srng is not None:
+        audio = audio + _shortcut_audio(srng, sc, n, sr, cfg.shortcut)
+    audio = _finish(audio)
 
     sid = sample_id(split, index)
     box = _box(masks[0])
@@ -572,6 +726,10 @@ def render_sample(cfg: SynthConfig, classes: list[SynthClass], split: str, index
         "offscreen_class": None if off_class is None else classes[off_class].name,
         "f0": round(main.f0, 3),
     }
+    if var_codes is not None:  # analysis only: the sounding object's code (look and sound)
+        record["variation_code"] = [round(float(x), 6) for x in var_codes[0]]
+    if sc is not None:
+        record["shortcut_code"] = [round(sc["q"], 6), round(sc["r"], 6)]
     return Sample(sid, image, masks[0], audio, record)
 
 
@@ -695,7 +853,10 @@ def _complete(out: Path, cfg: SynthConfig) -> dict | None:
     except (OSError, ValueError):
         return None
     if not (isinstance(meta, dict) and meta.get("complete") and meta.get("version") == SYNTH_VERSION
-            and meta.get("config") == cfg.to_dict()):
+            and isinstance(meta.get("config"), dict)):
+        return None
+    # sets written before the false-negative options existed are those options at 0 (same bytes)
+    if {**_LATER_FIELDS, **meta["config"]} != cfg.to_dict():
         return None
     for split in SPLITS:
         n = getattr(cfg, f"n_{split}")
@@ -706,6 +867,15 @@ def _complete(out: Path, cfg: SynthConfig) -> dict | None:
     if cfg.n_clips and not (out / "clips" / f"{_CLIP_PREFIX}{cfg.n_clips - 1:03d}.mp4").is_file():
         return None
     return meta.get("summary")
+
+
+_LATER_FIELDS = {"variation": 0.0, "shortcut": 0.0, "class_skew": 0.0}
+
+
+def _false_negative_summary(cfg: SynthConfig, batch_size: int) -> dict:
+    return {"batch_size": batch_size,
+            "expected_same_class_negatives": round(expected_false_negatives(cfg, batch_size), 4),
+            "class_probs": [round(float(x), 6) for x in class_probabilities(cfg)]}
 
 
 def _remove_stale(out: Path, keep: set[str], clips: set[str]) -> None:
@@ -724,8 +894,11 @@ def _remove_stale(out: Path, keep: set[str], clips: set[str]) -> None:
 
 
 def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool = True, workers: int = 1,
-             force: bool = False) -> dict:
+             force: bool = False, batch_size: int = 16) -> dict:
     """Write the benchmark under out_dir and return a summary dict.
+
+    The summary includes the expected number of same-class negatives per sample at `batch_size`
+    (expected_false_negatives) and the class frequencies it comes from.
 
     A folder already holding a complete set from the same config is reused (summary["reused"] = True)
     unless force. A non-empty folder without synth.json is refused (DataError), so a real dataset is
@@ -735,13 +908,15 @@ def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool
     cfg.validate()
     if workers < 1:
         raise ConfigError(f"synth: workers = {workers}: must be >= 1")
+    fn_summary = _false_negative_summary(cfg, batch_size)  # also checks batch_size
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if not force:
         done = _complete(out, cfg)
         if done is not None:
-            return {**done, "reused": True}
+            return {**done, "variation": cfg.variation, "shortcut": cfg.shortcut, "class_skew": cfg.class_skew,
+                    **fn_summary, "reused": True}
     if out.is_dir() and any(out.iterdir()) and not (out / "synth.json").is_file():
         raise DataError(f"{out}: folder is not empty and holds no synth.json (not a synthetic set); "
                         "choose an empty or new folder")
@@ -787,6 +962,10 @@ def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool
     _write_json(out / "classes.json", [c.to_dict() for c in classes])
     seconds = time.perf_counter() - t0
     n_samples = len(scenes)
+    train_counts = [0] * cfg.n_classes  # how often each class sounds in the train split
+    for r in scenes:
+        if r["split"] == "train":
+            train_counts[r["class_index"]] += 1
     summary = {
         "out_dir": str(out), "n_train": cfg.n_train, "n_val": cfg.n_val, "n_test": cfg.n_test,
         "n_classes": cfg.n_classes, "n_clips": len(clips), "image_size": cfg.image_size,
@@ -795,6 +974,8 @@ def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool
         "mean_distractors": round(sum(len(r["objects"]) - 1 for r in scenes) / max(1, n_samples), 3),
         "mean_box_area": round(sum((r["bbox"][0][2] - r["bbox"][0][0]) * (r["bbox"][0][3] - r["bbox"][0][1])
                                    for r in scenes) / max(1, n_samples), 4),
+        "variation": cfg.variation, "shortcut": cfg.shortcut, "class_skew": cfg.class_skew, **fn_summary,
+        "train_class_counts": train_counts,
         "seconds": round(seconds, 2), "workers": workers, "reused": False,
     }
     _write_json(out / "synth.json", {"version": SYNTH_VERSION, "complete": True, "config": cfg.to_dict(),
