@@ -132,7 +132,7 @@ def write_shard(ds: Any, folder: Path, k: int, lo: int, hi: int, form: str, imag
             ids.append(e.id)
             current = e.image
             try:
-                img = vision.open_image(e.image)
+                img = vision.open_image(e.image, cfg.alpha)
                 if form == "train":  # the deterministic first step of vision.train_transform
                     img = vision.resize_shorter(img.convert("RGB"), short)
                 else:  # vision.test_transform before to_tensor

@@ -56,6 +56,7 @@ class DataConfig:
     audio_duration: float = 3.0  # seconds of audio centred in the clip
     sample_rate: int = 0  # 0 = keep the file's native rate (the reference); >0 resamples
     spec_mask: str = "reference"  # "reference" (axis-swapped masks), "specaugment" (axis-correct), "none"
+    alpha: str = "drop"  # transparent frames: "drop" the alpha channel (the reference) or composite over "white"
     num_workers: int = 2
     max_skip_fraction: float = 0.05  # stop training when more than this fraction of samples fail to load
     # Added for the fast data path: a folder written by `fnac cache` ("" = read the plain layout, as

@@ -153,6 +153,12 @@ def default_image_size(model: FNAC) -> int:
     return int(data.image_size) if data is not None and data.image_size > 0 else 224
 
 
+def default_alpha(model: FNAC) -> str:
+    """The checkpoint's data.alpha (how transparent frames become RGB), else "drop" (the reference)."""
+    data = _run_data_config(model)
+    return str(getattr(data, "alpha", "drop")) if data is not None else "drop"
+
+
 def default_sample_rate(model: FNAC) -> int:
     """The checkpoint's data.sample_rate (> 0 = resample to it), else 0 = the file's native rate
     (the reference)."""
@@ -364,7 +370,7 @@ def localize_pair(
     input) in a still image. `audio_path` may be any file with an audio track (wav, flac, mp4, ...)."""
     size = int(image_size or default_image_size(model))
     sr_req = default_sample_rate(model) if sample_rate is None else int(sample_rate)
-    img = vision.open_image(image_path)
+    img = vision.open_image(image_path, default_alpha(model))
     x, sr, _ = load_audio_checked(audio_path, window, sr_req, allow_silent)
     model = model.to(device).eval()
     centre = x.shape[0] / sr / 2.0

@@ -48,6 +48,9 @@ def build_dataset(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) 
     Raises ConfigError for an unknown dataset name and DataError for missing or malformed lists,
     annotation files and folders.
     """
+    from fnac.vision import check_alpha
+
+    check_alpha(data_cfg.alpha)
     if data_cfg.cache:  # the preprocessed cache of `fnac cache` (falls back to the plain layout)
         from fnac.data import cached
 

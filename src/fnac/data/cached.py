@@ -57,7 +57,8 @@ FORMS = ("train", "test")
 PCM16 = 32768  # int16 audio windows hold round(x * 32768)
 # DataConfig fields that decide what a cached split holds (plus data.<split>_list, and data.exclude_list
 # for the training split); a cache is used only when all of them match the config.
-CONTENT_FIELDS = ("dataset", "root", "annotations", "extended_list", "image_size", "audio_duration", "sample_rate")
+CONTENT_FIELDS = ("dataset", "root", "annotations", "extended_list", "image_size", "audio_duration", "sample_rate",
+                  "alpha")
 PATH_FIELDS = ("root", "train_list", "val_list", "test_list", "annotations", "exclude_list", "extended_list")
 
 

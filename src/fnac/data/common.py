@@ -318,7 +318,7 @@ class AVDataset(Dataset):
         """(3, S, S) model input: test_transform, or train_transform with ``rng`` (method.md 4, Image)."""
         from fnac import vision
 
-        img = vision.open_image(path)
+        img = vision.open_image(path, self.cfg.alpha)
         size = self.cfg.image_size
         if self.train:
             return vision.train_transform(img, size=size, rng=rng)
