@@ -1,7 +1,7 @@
 """Build the preprocessed cache that ``data.cache`` reads (``fnac cache``; docs/training.md).
 
 Each listed clip is decoded once: its frame resized in the form its split uses (train: shorter side
-int(1.1 S), bicubic; val/test: S x S, bicubic; method.md section 4), its centred audio window, and,
+int(1.1 S), bicubic; val/test: S x S, bicubic; docs/method.md §4), its centred audio window, and,
 for annotated splits, its annotation fields. They are written into shards of memory-mappable files
 (format in fnac.data.cached). Shards are written under temporary names and renamed when complete, so
 an interrupted build resumes where it stopped; ``meta.json`` is written last. Clips that fail to

@@ -3,8 +3,8 @@
 For each (every k-th) video frame at time t, the model sees the frame (test transform: bicubic resize
 to S x S, ImageNet normalisation) and the audio window of `window` seconds centred on t (the
 reference's centred window, `fnac.audio.centre_window`: tiled when the clip is shorter than the
-window), as a log spectrogram (method.md section 4). The map is the cosine similarity of the frame's
-visual features with the window's audio embedding, / tau (method.md section 1); it is upsampled to
+window), as a log spectrogram (docs/method.md §4). The map is the cosine similarity of the frame's
+visual features with the window's audio embedding, / tau (docs/method.md §1); it is upsampled to
 224 x 224 (bicubic), min-max normalised, and summarised by its peak and the box of the high-response
 region around it (`fnac.localization.peak_and_box`).
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 MIN_AUDIO_SECONDS = 0.1  # shorter audio is refused: tiling 0.1 s into 3 s only repeats one sound
 SILENCE_PEAK = 10 ** (-60 / 20)  # peak level below -60 dBFS counts as a silent track
-MAP_SIZE = 224  # evaluation size of the normalised maps (evaluation.md 1)
+MAP_SIZE = 224  # evaluation size of the normalised maps (docs/evaluation.md §1)
 MAX_VIDEO_PIXELS = 4096 * 4096  # larger frames are refused from the probe, before any is decoded
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 # Sample rates the output audio encoders take; others are resampled to 48 kHz for the output only.
@@ -66,7 +66,7 @@ class FrameResult:
     @property
     def map224(self) -> np.ndarray:
         """(224, 224) float32 in [0, 1]: bicubic upsampling (align_corners=False) then min-max
-        (evaluation.md 2). Computed on demand so that long videos keep only the small raw maps."""
+        (docs/evaluation.md §2). Computed on demand so that long videos keep only the small raw maps."""
         return loc.minmax(loc.upsample(self.map, MAP_SIZE, "bicubic"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -552,7 +552,7 @@ def score_clip(result: VideoResult, gt_json: str | os.PathLike | dict) -> dict[s
     frames scored; peak_in_box (fraction of frames whose peak lies inside the sounding object's box,
     edges included); peak_in_silent (fraction whose peak lies inside a silent object's box and not in
     the sounding one's, when the gt lists all objects); mean_ciou and ciou50 (cIoU of the median_ge
-    thresholded 224 map vs the box's binary map, evaluation.md 2-3); per_frame details.
+    thresholded 224 map vs the box's binary map, docs/evaluation.md §2-3); per_frame details.
     """
     gt = load_clip_gt(gt_json)
     source = gt["_source"]

@@ -1,6 +1,6 @@
 """Decode and encode media files: audio from any container, video frames, wav and video writers.
 
-Pure I/O (method.md section 4, "Inputs"): no torch here. Audio comes back as float32 mono in [-1, 1]
+Pure I/O (docs/method.md §4, "Inputs"): no torch here. Audio comes back as float32 mono in [-1, 1]
 at the file's native rate unless a rate is asked for; frames come back as RGB ``PIL.Image``.
 
 Back ends: soundfile for wav/flac (fast path), PyAV (FFmpeg) for everything else. Encoders present in

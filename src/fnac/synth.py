@@ -1,4 +1,4 @@
-"""The built-in synthetic audio-visual benchmark (shared/reference/synthetic.md, docs/synthetic.md).
+"""The built-in synthetic audio-visual benchmark (docs/synthetic.md).
 
 K classes bind sight to sound: each class is a shape + colour family + texture and a sound signature
 (pitch band, harmonic structure, noise band, AM/FM, rhythm). Each image holds one sounding object and
@@ -6,7 +6,7 @@ K classes bind sight to sound: each class is a shape + colour family + texture a
 background; the audio is the sounding object's sound + background noise (+ optionally the sound of an
 off-screen class). Ground truth (box and pixel mask) is exact because it is taken from the rendered mask.
 
-Written in the VGG-SS layout (docs/notes.md, "synthetic benchmark"): frames/<id>.jpg, audio/<id>.wav,
+Written in the VGG-SS layout (CONTRIBUTING.md, "synthetic benchmark"): frames/<id>.jpg, audio/<id>.wav,
 masks/<id>.png, annotations.json, train/val/test.txt, classes.json, scenes.json, clips/, synth.json.
 
 Every sample is drawn from its own generator seeded by (seed, split, index), so the output is

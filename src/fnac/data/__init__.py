@@ -1,4 +1,4 @@
-"""Datasets: one module per benchmark layout, one registry, one sample format (docs/notes.md, data/).
+"""Datasets: one module per benchmark layout, one registry, one sample format (CONTRIBUTING.md, "data/").
 
 ``build_dataset(data_cfg, split, train)`` picks the builder named by ``data_cfg.dataset`` (an exact key
 of DATASETS; no name guessing) and returns an ``AVDataset``. See docs/datasets.md for the layouts.
