@@ -197,3 +197,26 @@ def test_open_image_errors(tmp_path):
         vision.open_image(tmp_path / "cut.jpg")
     with pytest.raises(MediaError, match="not a regular file"):
         vision.open_image(tmp_path)
+
+
+def test_datasets_pass_data_alpha_to_the_decoder(tmp_path):
+    """A transparent frame in a dataset: data.alpha=drop gives the model input of Pillow's
+    convert('RGB'), data.alpha=white that of the frame composited over white."""
+    import soundfile as sf
+
+    from fnac.config import DataConfig
+    from fnac.data import build_dataset
+
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "audio").mkdir()
+    rgba = np.random.default_rng(5).integers(0, 256, (20, 24, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "frames" / "a.png")
+    sf.write(tmp_path / "audio" / "a.wav", np.zeros(16000, np.float32) + 0.1, 16000)
+    (tmp_path / "train.txt").write_text("a\n")
+    with Image.open(tmp_path / "frames" / "a.png") as im:
+        dropped = im.convert("RGB")
+        white = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA"))
+    for mode, ref in (("drop", dropped), ("white", white.convert("RGB"))):
+        cfg = DataConfig(root=str(tmp_path), image_size=16, audio_duration=1.0, alpha=mode)
+        sample = build_dataset(cfg, "train", train=False)[0]
+        torch.testing.assert_close(sample["image"], vision.test_transform(ref, 16), rtol=0, atol=0)
