@@ -14,7 +14,7 @@ import torch
 
 from fnac import localization as loc
 from fnac.checkpoint import checkpoint_config, is_reference_checkpoint, load_checkpoint, read_checkpoint
-from fnac.config import Config, load_config, resolve_config_path
+from fnac.config import Config, from_dict, load_config, resolve_config_path
 from fnac.data import build_dataset
 from fnac.evaluate import EvalResult, Protocol, evaluate_model, format_table
 from fnac.models.fnac import ObjectNet, pair_maps
@@ -48,8 +48,7 @@ def model_label(checkpoint: str | Path) -> str:
     obj = read_checkpoint(checkpoint)
     if is_reference_checkpoint(obj):
         return f"FNAC or EZ-VSL (authors' checkpoint {Path(checkpoint).name})"
-    cfg = checkpoint_config(checkpoint)
-    assert cfg is not None
+    cfg = from_dict(obj.get("config", {}), f"{checkpoint} (config)")
     weights = {"fns1": cfg.loss.fns1, "tns": cfg.loss.tns, "fns2": cfg.loss.fns2}
     zero = [k for k, w in weights.items() if w == 0]
     if len(zero) == len(weights):
