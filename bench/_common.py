@@ -39,7 +39,7 @@ class Size:
 SIZES = {
     # the CPU recipe (src/fnac/configs/small.yaml) on the default synthetic set
     "small": Size("small", 128, 128, 1.0, 16, 64, 64, 256),
-    # the reference recipe: ResNet-18 x 2, 224 px, 3 s, C = 512 (method.md sections 1, 3, 4)
+    # the reference recipe: ResNet-18 x 2, 224 px, 3 s, C = 512 (docs/method.md §1, §3, §4)
     "full": Size("full", 224, 224, 3.0, 64, 512, 16, 256),
 }
 

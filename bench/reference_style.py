@@ -2,10 +2,10 @@
 
 Per sample, in the loader workers: open the JPEG with Pillow, resize (and, for training, random crop
 and flip) as PIL images, convert to a normalised float tensor; decode the audio file with PyAV
-(FFmpeg), take the centred window, compute scipy.signal.spectrogram, log, masks, /12 (method.md
-section 4). Training steps in float32 with no layout tricks; evaluation one sample at a time
+(FFmpeg), take the centred window, compute scipy.signal.spectrogram, log, masks, /12 (docs/method.md
+§4). Training steps in float32 with no layout tricks; evaluation one sample at a time
 (batch 1), each map upsampled, min-max normalised, thresholded at its median and scored with numpy
-(evaluation.md sections 2-4). Written from those descriptions for this benchmark; not the authors' code.
+(docs/evaluation.md §2-4). Written from those descriptions for this benchmark; not the authors' code.
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def evaluate(model: torch.nn.Module, dataset: RefDataset, device: torch.device, 
 
 
 def summary(cious: list[float]) -> dict[str, float]:
-    """cIoU@0.5, AUC (trapezoid over thresholds 0, 0.05, ..., 1) and mean cIoU (evaluation.md 4)."""
+    """cIoU@0.5, AUC (trapezoid over thresholds 0, 0.05, ..., 1) and mean cIoU (docs/evaluation.md §4)."""
     c = np.asarray(cious, dtype=np.float64)
     ts = [0.05 * k for k in range(21)]
     s = [float(np.mean(c >= t)) for t in ts]

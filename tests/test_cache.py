@@ -294,3 +294,9 @@ def test_gpu_options_on_cpu(root, cache_dir):
     assert bf["contrastive"] != ref["contrastive"]  # autocast did run in bf16
     assert _make_loader(ds, 2, None, cfg, torch.device("cuda")).pin_memory
     assert not _make_loader(ds, 2, None, cfg, cpu).pin_memory
+
+
+def test_cache_records_data_alpha(root, cache_dir):
+    # frames decoded with data.alpha=drop (the default) cannot serve a config asking for white compositing
+    with pytest.raises(DataError, match="data.alpha: cache 'drop', config 'white'"):
+        build_cached(_cfg(root, "data.alpha=white", f"data.cache={cache_dir}").data, "test", False)

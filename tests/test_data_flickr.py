@@ -1,7 +1,7 @@
 """fnac.data on Flickr-SoundNet-format fixtures: both test layouts, the training layout, XML boxes,
 flickr_test.csv, and SLAVC's Extended Flickr (non-sounding pairs).
 
-Expected consensus maps are drawn by hand from evaluation.md section 1 (int(224 v / 256), sum of
+Expected consensus maps are drawn by hand from docs/evaluation.md §1 (int(224 v / 256), sum of
 boxes, min(sum / 2, 1)); spectrograms come from scipy.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """fnac.data on VGG-SS-format fixtures: lists, layout, annotations, samples, augmentation, collation.
 
-Fixtures are written here in the real formats (datasets.md): frames/<id>.jpg|.png, audio/<id>.wav
+Fixtures are written here in the real formats (docs/datasets.md): frames/<id>.jpg|.png, audio/<id>.wav
 (16 kHz), id lists (.txt, .csv with header), vggss.json. Expected tensors come from independent code:
 Pillow + hand normalisation for images, scipy.signal.spectrogram for audio, numpy slicing for boxes.
 """
@@ -122,7 +122,7 @@ def test_test_split_present_missing_and_samples(root):
         assert s["id"] == i and s["index"] == k
         ext = ".png" if k == 1 else ".jpg"
         np.testing.assert_allclose(s["image"].numpy(), expected_image(root / "frames" / f"{i}{ext}", 32), atol=1e-4)
-        # 4 s clip, 3 s window centred: start at 0.5 s (method.md 4, Audio step 2)
+        # 4 s clip, 3 s window centred: start at 0.5 s (docs/method.md §4, Audio step 2)
         np.testing.assert_allclose(s["spec"].numpy(), expected_spec(noise(4.0, k), 0.5, 3.0), atol=2e-4)
         assert s["gt_map"].dtype == torch.float32 and s["gt_map"].shape == (224, 224)
         np.testing.assert_array_equal(s["gt_map"].numpy(), hand_vggss_map(BOXES[i]))

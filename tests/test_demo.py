@@ -1,9 +1,12 @@
 """The demo end to end in its quick form (numbers meaningless; the pipeline and outputs are checked)."""
 import json
 
+import pytest
+
 from fnac.cli import main
 
 
+@pytest.mark.slow
 def test_demo_quick_writes_table_overlays_and_curves(tmp_path, capsys):
     out = tmp_path / "demo"
     # --set reaches both models' configs, but cannot switch the ablation's regularisers back on

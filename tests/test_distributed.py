@@ -88,6 +88,7 @@ def _gather_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         tdist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gathered_loss_and_gradients_match_one_process(tmp_path):
     cfg, batch = _setup()
     core = _model(cfg)
@@ -119,6 +120,7 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_fit_under_torchrun_writes_once_and_resumes(tiny_synth, tmp_path):
     from fnac.checkpoint import read_checkpoint
 

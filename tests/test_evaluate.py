@@ -96,3 +96,52 @@ def test_protocol_names_are_checked(tiny_synth):
     ds = build_dataset(DataConfig(root=str(tiny_synth), image_size=64, audio_duration=1.0), "test", False)
     with pytest.raises(ConfigError, match="ImageNet"):
         evaluate_model(tiny_model(), ds, Protocol(map="av_obj"), progress=False)
+
+
+def _tiny_checkpoint(path, root, weights, epoch=3, warmup=1):
+    cfg = Config()
+    cfg.model = ModelConfig(width=8, embed_dim=16)
+    cfg.data = DataConfig(root=str(root), image_size=64, audio_duration=1.0, num_workers=0)
+    cfg.loss.fns1, cfg.loss.tns, cfg.loss.fns2 = weights
+    cfg.loss.warmup_epochs = warmup
+    save_checkpoint(path, tiny_model(), cfg, epoch=epoch)
+    return path
+
+
+def test_row_name_comes_from_the_checkpoint(tmp_path):
+    from fnac.report import model_label
+
+    cases = {
+        (100.0, 100.0, 100.0): "FNAC",
+        (0.0, 0.0, 0.0): "EZ-VSL",
+        (10.0, 10.0, 0.0): "FNAC (loss.fns2=0)",
+    }
+    for i, (weights, name) in enumerate(cases.items()):
+        assert model_label(_tiny_checkpoint(tmp_path / f"{i}.pt", tmp_path, weights)) == name
+    # saved before the loss warm-up ended: the regularisers never acted
+    early = _tiny_checkpoint(tmp_path / "early.pt", tmp_path, (10.0, 10.0, 10.0), epoch=2, warmup=3)
+    assert model_label(early) == "FNAC (warm-up only: 2 of 3 warm-up epochs)"
+    assert model_label(_tiny_checkpoint(tmp_path / "ez.pt", tmp_path, (0.0, 0.0, 0.0), epoch=1, warmup=3)) == "EZ-VSL"
+    # the authors' format holds no config: say what can be known
+    torch.save({"model": {f"module.{k}": v for k, v in tiny_model().state_dict().items()}, "epoch": 20,
+                "best_cIoU": 0.4, "best_Auc": 0.4, "optimizer": {}}, tmp_path / "fnac_vggss144k.pth")
+    assert model_label(tmp_path / "fnac_vggss144k.pth") == "FNAC or EZ-VSL (authors' checkpoint fnac_vggss144k.pth)"
+
+
+def _table_rows(text):
+    return [line.split("  ")[0].strip() for line in text.splitlines()]
+
+
+def test_cli_eval_names_the_row_and_name_overrides(tiny_synth, tmp_path, capsys):
+    ez = _tiny_checkpoint(tmp_path / "ez.pt", tiny_synth, (0.0, 0.0, 0.0))
+    fn = _tiny_checkpoint(tmp_path / "fn.pt", tiny_synth, (100.0, 100.0, 100.0))
+    common = ["--workers", "0", "--no-baselines", "--batch-size", "16"]
+    assert main(["eval", "--checkpoint", str(ez), *common]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert "EZ-VSL" in rows and "FNAC" not in rows
+    assert main(["eval", "--checkpoint", str(fn), *common]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert "FNAC" in rows and "EZ-VSL" not in rows
+    assert main(["eval", "--checkpoint", str(ez), "--name", "my run", *common]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert "my run" in rows and "EZ-VSL" not in rows

@@ -36,6 +36,7 @@ def test_false_negative_statistics_by_hand():
     assert (r["acos_same"], r["acos_other"]) == (1.0, 0.0)
 
 
+@pytest.mark.slow
 def test_sweep_runs_cells_in_parallel_and_continues(tmp_path):
     """experiments/fnac_vs_ezvsl.py --jobs 2: two tiny cells in their own processes, one row each in
     results.jsonl with the variant's tag and overrides; a second call finds them done and runs nothing."""

@@ -1,6 +1,6 @@
 """Batched, on-device evaluation gives exactly the per-sample protocol's numbers.
 
-References: (1) a per-sample loop written here from evaluation.md sections 2-4 (upsample one map,
+References: (1) a per-sample loop written here from docs/evaluation.md §2-4 (upsample one map,
 min-max by hand, threshold at sorted(map)[int(H*W*0.5)] with numpy's sort, cIoU from float64 sums);
 (2) evaluate_model(device_metrics=False), which scores the raw maps with the numpy metrics.evaluate.
 The raw maps come from the same model at the same batch size in every path, so the comparison

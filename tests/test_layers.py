@@ -1,4 +1,4 @@
-"""The import direction of design.md: data flows one way; nothing imports the CLI.
+"""The import direction of CONTRIBUTING.md ("Import layers"): data flows one way; nothing imports the CLI.
 
 Every module of src/fnac has a layer; a module may import modules of its own layer or below only.
 A new module must be given a layer here (the test fails on unknown modules)."""

@@ -76,17 +76,26 @@ def test_flac_read_exact(tmp_path):
     np.testing.assert_array_equal(y, ints.astype(np.float32) / 32768.0)
 
 
-def test_stereo_average_and_clip_per_channel(tmp_path):
-    # float wav: L = 1.5 (clipped to 1), R = 0 -> mean 0.5 (clipping the mean instead would give 0.75)
-    n = 1000
-    left = np.full(n, 1.5, np.float32)
-    right = np.zeros(n, np.float32)
-    left[:10] = -0.2
-    right[:10] = 0.6  # -> 0.2
+@pytest.mark.parametrize("backend", ["soundfile", "pyav"])
+def test_stereo_average_then_clip(tmp_path, backend):
+    # The reference mixes the channels down first and saturates the mix (its decoder's downmix), so a
+    # float file beyond full scale gives mean-then-clip, not clip-then-mean. Hand-computed per segment:
+    #   L     R     mean -> clipped   (clipping each channel first would give)
+    #   1.5   0     0.75    0.75      0.5
+    #   1.5   0.9   1.2     1.0       0.95
+    #  -3.0   1.0  -1.0    -1.0       0.0
+    #  -0.2   0.6   0.2     0.2       0.2
+    seg = 250
+    left = np.repeat(np.array([1.5, 1.5, -3.0, -0.2], np.float32), seg)
+    right = np.repeat(np.array([0.0, 0.9, 1.0, 0.6], np.float32), seg)
     sf.write(tmp_path / "s.wav", np.stack([left, right], 1), SR, subtype="FLOAT")
-    y, _ = media.read_audio(tmp_path / "s.wav")
-    np.testing.assert_allclose(y[:10], 0.2, atol=1e-7)
-    np.testing.assert_allclose(y[10:], 0.5, atol=1e-7)
+    if backend == "soundfile":
+        y, _ = media.read_audio(tmp_path / "s.wav")
+    else:  # the FFmpeg path (any other container) must agree
+        x, _ = media._decode_audio_av(tmp_path / "s.wav")
+        y = media._finish_audio(x, tmp_path / "s.wav")
+    expected = np.repeat(np.array([0.75, 1.0, -1.0, 0.2], np.float32), seg)
+    np.testing.assert_allclose(y, expected, atol=1e-6)
 
 
 def test_resample_length_and_pitch(tmp_path):

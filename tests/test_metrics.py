@@ -1,4 +1,4 @@
-"""Tests for fnac.metrics against hand-computed cases and plain loops written from evaluation.md."""
+"""Tests for fnac.metrics against hand-computed cases and plain loops written from docs/evaluation.md."""
 from __future__ import annotations
 
 import math
@@ -223,7 +223,7 @@ def test_auc_hand_and_loop():
 # ------------------------------------------------------------------------------------- evaluate
 
 def evaluate_loop(maps, gts, mode):
-    """evaluation.md 2-4 written out per sample (torch only for the interpolation itself)."""
+    """docs/evaluation.md §2-4 written out per sample (torch only for the interpolation itself)."""
     cious = []
     for m, g in zip(maps, gts):
         up = F.interpolate(torch.from_numpy(m)[None, None], size=(224, 224), mode=mode,
@@ -328,7 +328,7 @@ def test_torch_batch_path_equals_numpy_exactly(variant):
 # ------------------------------------------------------------------------------------- extended
 
 def extended_loop(conf, cious, pos):
-    """evaluation.md 5 transcribed literally."""
+    """docs/evaluation.md §5 transcribed literally."""
     n = len(conf)
 
     def pr(c):

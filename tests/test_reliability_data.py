@@ -95,14 +95,15 @@ def test_odd_modes_load_as_rgb_with_expected_pixels(tmp_path):
     pal.putpalette([0, 0, 0, 10, 20, 30] + [0] * (256 * 3 - 6))
     rgb = np.asarray(vision.open_image(_save(pal, tmp_path / "p.png")))
     assert np.all(rgb == np.array([10, 20, 30]))
-    # alpha composited over white: transparent -> white, opaque blue stays blue, alpha 51/255 of black
+    # alpha="white" composites over white: transparent -> white, opaque blue stays blue, 51/255 of black
+    # (the default, alpha="drop", keeps the stored colours: tests/test_vision.py)
     rgba = Image.new("RGBA", (3, 1))
     rgba.putdata([(255, 0, 0, 0), (0, 0, 255, 255), (0, 0, 0, 51)])
-    rgb = np.asarray(vision.open_image(_save(rgba, tmp_path / "a.png"))).astype(int)
+    rgb = np.asarray(vision.open_image(_save(rgba, tmp_path / "a.png"), alpha="white")).astype(int)
     assert rgb[0, 0].tolist() == [255, 255, 255] and rgb[0, 1].tolist() == [0, 0, 255]
     assert np.all(np.abs(rgb[0, 2] - 255 * (1 - 51 / 255)) <= 1)  # 204
     la = Image.new("LA", (1, 1), (0, 0))
-    assert np.asarray(vision.open_image(_save(la, tmp_path / "la.png"))).tolist() == [[[255, 255, 255]]]
+    assert np.asarray(vision.open_image(_save(la, tmp_path / "la.png"), alpha="white")).tolist() == [[[255, 255, 255]]]
     # CMYK (lossless TIFF): no ink -> white, full cyan -> (0, 255, 255)
     cmyk = Image.new("CMYK", (2, 1))
     cmyk.putdata([(0, 0, 0, 0), (255, 0, 0, 0)])

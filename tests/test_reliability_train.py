@@ -66,6 +66,7 @@ def _assert_finite(ck: dict) -> None:
             assert torch.isfinite(v).all(), k
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tiny_synth, tmp_path):
     # the reference runs the same command in the same environment (thread count changes float sums)
     proc = _spawn(tiny_synth, tmp_path / "ref", resume=False)

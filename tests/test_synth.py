@@ -1,4 +1,4 @@
-"""synth: the built-in synthetic benchmark (shared/reference/synthetic.md, docs/notes.md).
+"""synth: the built-in synthetic benchmark (docs/synthetic.md).
 
 Everything is checked from the written files with independent tools: Pillow and soundfile to read,
 PyAV to decode the clips, matplotlib's rgb_to_hsv for colours, numpy FFT for pitch, plain loops over

@@ -22,6 +22,7 @@ def _records(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_fit_writes_run_folder_and_selects_on_validation(tiny_synth, tmp_path):
     out = tmp_path / "run"
     res = fit(_cfg(tiny_synth, out))
@@ -49,6 +50,7 @@ def test_fit_writes_run_folder_and_selects_on_validation(tiny_synth, tmp_path):
     assert read_checkpoint(out / "latest.pt")["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run(tiny_synth, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     fit(_cfg(tiny_synth, full))

@@ -102,9 +102,11 @@ def test_modes_to_rgb(tmp_path):
 
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[:, :2] = [200, 10, 10, 255]  # opaque red stays red
-    rgba[:, 2:] = [0, 0, 0, 0]  # fully transparent -> white background
+    rgba[:, 2:] = [0, 0, 0, 0]  # fully transparent: the stored black (default), white with alpha="white"
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
     out = np.asarray(vision.open_image(tmp_path / "rgba.png"))
+    assert out[0, 0].tolist() == [200, 10, 10] and out[0, 3].tolist() == [0, 0, 0]
+    out = np.asarray(vision.open_image(tmp_path / "rgba.png", alpha="white"))
     assert out[0, 0].tolist() == [200, 10, 10] and out[0, 3].tolist() == [255, 255, 255]
 
     cmyk = Image.new("CMYK", (4, 4), (255, 0, 0, 0))  # pure cyan
@@ -116,6 +118,67 @@ def test_modes_to_rgb(tmp_path):
     Image.fromarray(sixteen).save(tmp_path / "i16.png")
     out = np.asarray(vision.open_image(tmp_path / "i16.png"))
     assert out[..., 0].tolist() == [[255, 100], [0, 200]] and out.shape == (2, 2, 3)
+
+
+def _transparent_images(tmp_path):
+    """RGBA, LA, P with a palette alpha table and P with one transparent index, saved as PNG."""
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    rgba[0, 0] = [0, 0, 0, 0]
+    rgba[0, 1] = [250, 10, 30, 0]  # invisible colour: kept by .convert('RGB'), white when composited
+    la = rng.integers(0, 256, (5, 7, 2), dtype=np.uint8)
+    pal = Image.fromarray(rng.integers(0, 4, (5, 7), dtype=np.uint8), "P")
+    pal.putpalette([40, 50, 60, 200, 0, 0, 0, 200, 0, 0, 0, 0] + [0] * (252 * 3))
+    pal_table = pal.copy()
+    pal_table.info["transparency"] = bytes([255, 128, 0, 30])  # alpha per palette entry
+    pal_index = pal.copy()
+    pal_index.info["transparency"] = 3  # index 3 is transparent
+    paths = {}
+    for name, img in (("rgba", Image.fromarray(rgba, "RGBA")), ("la", Image.fromarray(la, "LA")),
+                      ("p_table", pal_table), ("p_index", pal_index)):
+        paths[name] = tmp_path / f"{name}.png"
+        img.save(paths[name])
+    return paths
+
+
+@pytest.mark.filterwarnings("ignore:Palette images")
+def test_alpha_drop_is_pillow_convert_rgb(tmp_path):
+    # the reference: Image.open(path).convert('RGB'), which drops alpha and keeps the stored colour
+    for name, path in _transparent_images(tmp_path).items():
+        with Image.open(path) as im:
+            assert name.startswith(("rgba", "la")) or "transparency" in im.info, name
+            expected = np.asarray(im.convert("RGB"))
+        got = np.asarray(vision.open_image(path))
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+        ref = vision.test_transform(Image.open(path).convert("RGB"), 32)
+        torch.testing.assert_close(vision.load_image(path, 32), ref, rtol=0, atol=0)
+
+
+def test_alpha_white_composites_over_white(tmp_path):
+    paths = _transparent_images(tmp_path)
+    for name, path in paths.items():
+        with Image.open(path) as im:
+            rgba = np.asarray(im.convert("RGBA")).astype(np.float64)
+        # out = a c + (1 - a) 255 with a = alpha / 255, per channel (Pillow rounds: allow 1)
+        a = rgba[..., 3:] / 255.0
+        expected = a * rgba[..., :3] + (1.0 - a) * 255.0
+        got = np.asarray(vision.open_image(path, alpha="white")).astype(np.float64)
+        assert np.abs(got - expected).max() <= 1.0, name
+    got = np.asarray(vision.open_image(paths["rgba"], alpha="white"))
+    assert got[0, 0].tolist() == [255, 255, 255] and got[0, 1].tolist() == [255, 255, 255]
+    assert np.asarray(vision.open_image(paths["rgba"]))[0, 1].tolist() == [250, 10, 30]
+
+
+def test_alpha_mode_is_checked(tmp_path):
+    from fnac.config import DataConfig
+    from fnac.data import build_dataset
+    from fnac.errors import ConfigError
+
+    Image.new("RGB", (2, 2)).save(tmp_path / "x.png")
+    with pytest.raises(ConfigError, match="data.alpha.*black"):
+        vision.open_image(tmp_path / "x.png", alpha="black")
+    with pytest.raises(ConfigError, match="data.alpha"):
+        build_dataset(DataConfig(root=str(tmp_path), alpha="grey"), "test", train=False)
 
 
 def test_open_image_errors(tmp_path):
@@ -134,3 +197,26 @@ def test_open_image_errors(tmp_path):
         vision.open_image(tmp_path / "cut.jpg")
     with pytest.raises(MediaError, match="not a regular file"):
         vision.open_image(tmp_path)
+
+
+def test_datasets_pass_data_alpha_to_the_decoder(tmp_path):
+    """A transparent frame in a dataset: data.alpha=drop gives the model input of Pillow's
+    convert('RGB'), data.alpha=white that of the frame composited over white."""
+    import soundfile as sf
+
+    from fnac.config import DataConfig
+    from fnac.data import build_dataset
+
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "audio").mkdir()
+    rgba = np.random.default_rng(5).integers(0, 256, (20, 24, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "frames" / "a.png")
+    sf.write(tmp_path / "audio" / "a.wav", np.zeros(16000, np.float32) + 0.1, 16000)
+    (tmp_path / "train.txt").write_text("a\n")
+    with Image.open(tmp_path / "frames" / "a.png") as im:
+        dropped = im.convert("RGB")
+        white = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA"))
+    for mode, ref in (("drop", dropped), ("white", white.convert("RGB"))):
+        cfg = DataConfig(root=str(tmp_path), image_size=16, audio_duration=1.0, alpha=mode)
+        sample = build_dataset(cfg, "train", train=False)[0]
+        torch.testing.assert_close(sample["image"], vision.test_transform(ref, 16), rtol=0, atol=0)

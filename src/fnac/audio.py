@@ -1,6 +1,6 @@
 """Audio model input: centred window, scipy-equivalent spectrogram in torch, log and masks.
 
-method.md section 4 ("Audio", steps 2-5). The spectrogram equals
+docs/method.md §4 ("Audio", steps 2-5). The spectrogram equals
 ``scipy.signal.spectrogram(x, fs=sr, nperseg=512, noverlap=274)`` with scipy's defaults, computed with
 torch so that it batches and runs on the input's device.
 """
@@ -59,7 +59,7 @@ def _window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
 
 
 def spectrogram(x: torch.Tensor | np.ndarray, sr: int) -> torch.Tensor:
-    """Power spectral density per segment, (..., N) -> (..., 257, T) (method.md 4, Audio step 3).
+    """Power spectral density per segment, (..., N) -> (..., 257, T) (docs/method.md §4, Audio step 3).
 
     Segments of 512 samples every 238; each has its mean removed (constant detrend), is multiplied by
     the periodic Tukey(0.25) window w and transformed (rfft, 512 points). S = |X|^2 / (sr * sum(w^2)),
@@ -85,7 +85,7 @@ def spectrogram(x: torch.Tensor | np.ndarray, sr: int) -> torch.Tensor:
 
 
 def centre_window(x: np.ndarray, sr: int, duration: float = 3.0, centre: float | None = None) -> np.ndarray:
-    """Exactly round(sr * duration) samples around the clip's centre (method.md 4, Audio step 2).
+    """Exactly round(sr * duration) samples around the clip's centre (docs/method.md §4, Audio step 2).
 
     start = max(centre - duration / 2, 0) seconds, centre = clip duration / 2 by default; the window
     is moved left when it would run past the end. A clip shorter than the window is tiled from its
@@ -121,7 +121,7 @@ def _band(t: torch.Tensor, axis: int, start: int, width: int) -> None:
 def apply_masks(
     logspec: torch.Tensor, mode: str = "reference", generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Training masks on a log spectrogram (..., F, T), one draw per leading item (method.md 4, step 5).
+    """Training masks on a log spectrogram (..., F, T), one draw per leading item (docs/method.md §4, step 5).
 
     Draw order per item: row band (width, start), then column band (width, start); widths uniform over
     {0..9}. "reference": rows start uniform over [0, T), columns over [0, F) (the reference's swapped
@@ -153,7 +153,7 @@ def apply_masks(
 def to_model_input(
     spec: torch.Tensor, train: bool = False, mask: str = "reference", generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """log(S + 1e-7), the training masks (train only), then / 12 (method.md 4, Audio steps 4-5)."""
+    """log(S + 1e-7), the training masks (train only), then / 12 (docs/method.md §4, Audio steps 4-5)."""
     if mask not in MASK_MODES:
         raise ValueError(f"spec_mask must be one of {MASK_MODES}, got {mask!r}")
     out = torch.log(spec + LOG_EPS)
@@ -163,7 +163,7 @@ def to_model_input(
 
 
 def load_spectrogram(path: str | os.PathLike, duration: float = 3.0, sample_rate: int = 0) -> torch.Tensor:
-    """Test-time model input of an audio (or video) file: (1, 257, T) float32 (method.md 4, Audio)."""
+    """Test-time model input of an audio (or video) file: (1, 257, T) float32 (docs/method.md §4, Audio)."""
     x, sr = media.read_audio(path, sample_rate)
     window = centre_window(x, sr, duration)
     if window.shape[0] < N_FFT:

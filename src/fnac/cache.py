@@ -1,7 +1,7 @@
 """Build the preprocessed cache that ``data.cache`` reads (``fnac cache``; docs/training.md).
 
 Each listed clip is decoded once: its frame resized in the form its split uses (train: shorter side
-int(1.1 S), bicubic; val/test: S x S, bicubic; method.md section 4), its centred audio window, and,
+int(1.1 S), bicubic; val/test: S x S, bicubic; docs/method.md §4), its centred audio window, and,
 for annotated splits, its annotation fields. They are written into shards of memory-mappable files
 (format in fnac.data.cached). Shards are written under temporary names and renamed when complete, so
 an interrupted build resumes where it stopped; ``meta.json`` is written last. Clips that fail to
@@ -132,7 +132,7 @@ def write_shard(ds: Any, folder: Path, k: int, lo: int, hi: int, form: str, imag
             ids.append(e.id)
             current = e.image
             try:
-                img = vision.open_image(e.image)
+                img = vision.open_image(e.image, cfg.alpha)
                 if form == "train":  # the deterministic first step of vision.train_transform
                     img = vision.resize_shorter(img.convert("RGB"), short)
                 else:  # vision.test_transform before to_tensor

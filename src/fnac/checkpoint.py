@@ -1,4 +1,4 @@
-"""Checkpoints that describe themselves and load strictly (design.md habit 6).
+"""Checkpoints that describe themselves and load strictly (CONTRIBUTING.md, habit 6).
 
 Our format: {'format': 'fnac', 'version', 'model', 'optimizer', 'epoch', 'step', 'config', 'best',
 'rng', 'history'}; written to a temporary file in the same folder, fsynced, then renamed, so a kill

@@ -1,6 +1,6 @@
 """One tree of dataclasses for a run, loaded from YAML plus "a.b=value" overrides.
 
-Defaults equal the reference recipe (method.md section 3). Unknown keys and wrong types fail before
+Defaults equal the reference recipe (docs/method.md §3). Unknown keys and wrong types fail before
 anything runs, naming the key. Imports nothing of fnac but errors.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fnac.errors import ConfigError
 
 @dataclass
 class ModelConfig:
-    """FNAC's two encoders (method.md section 1)."""
+    """FNAC's two encoders (docs/method.md §1)."""
 
     embed_dim: int = 512  # C: channels of the joint embedding
     width: int = 64  # ResNet-18 base width (64 = the real ResNet-18; 16 or 32 for small CPU runs)
@@ -40,7 +40,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where the data lives and how samples become tensors (method.md section 4, datasets.md)."""
+    """Where the data lives and how samples become tensors (docs/method.md §4, docs/datasets.md)."""
 
     dataset: str = "vggss"  # layout: "vggss" (VGG-Sound/VGG-SS, also the synthetic set) or "flickr"
     root: str = "data/synth"  # folder holding frames/ and audio/ (or a Flickr Data/ tree)
@@ -56,6 +56,7 @@ class DataConfig:
     audio_duration: float = 3.0  # seconds of audio centred in the clip
     sample_rate: int = 0  # 0 = keep the file's native rate (the reference); >0 resamples
     spec_mask: Literal["reference", "specaugment", "none"] = "reference"  # "reference" (axis-swapped masks), "specaugment" (axis-correct), "none"
+    alpha: Literal["drop", "white"] = "drop"  # transparent frames: "drop" the alpha channel (the reference) or composite over "white"
     num_workers: int = 2
     max_skip_fraction: float = 0.05  # stop training when more than this fraction of samples fail to load
     # Added for the fast data path: a folder written by `fnac cache` ("" = read the plain layout, as
@@ -65,7 +66,7 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """FNAC objective (method.md section 2). All three weights 0 gives the EZ-VSL baseline."""
+    """FNAC objective (docs/method.md §2). All three weights 0 gives the EZ-VSL baseline."""
 
     fns1: float = 100.0  # weight of L_FNS1 (audio adjacency vs cross-modal)
     tns: float = 100.0  # weight of L_TNS (audio adjacency vs foreground visual)

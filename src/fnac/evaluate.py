@@ -1,4 +1,4 @@
-"""Evaluate a model on a dataset split under a named protocol (evaluation.md). Prints nothing.
+"""Evaluate a model on a dataset split under a named protocol (docs/evaluation.md). Prints nothing.
 
 Three kinds of benchmark, chosen by what the samples carry:
 - localization (``gt_map``): cIoU@0.5, AUC, mean cIoU (sections 1-4);

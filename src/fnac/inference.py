@@ -3,8 +3,8 @@
 For each (every k-th) video frame at time t, the model sees the frame (test transform: bicubic resize
 to S x S, ImageNet normalisation) and the audio window of `window` seconds centred on t (the
 reference's centred window, `fnac.audio.centre_window`: tiled when the clip is shorter than the
-window), as a log spectrogram (method.md section 4). The map is the cosine similarity of the frame's
-visual features with the window's audio embedding, / tau (method.md section 1); it is upsampled to
+window), as a log spectrogram (docs/method.md §4). The map is the cosine similarity of the frame's
+visual features with the window's audio embedding, / tau (docs/method.md §1); it is upsampled to
 224 x 224 (bicubic), min-max normalised, and summarised by its peak and the box of the high-response
 region around it (`fnac.localization.peak_and_box`).
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 MIN_AUDIO_SECONDS = 0.1  # shorter audio is refused: tiling 0.1 s into 3 s only repeats one sound
 SILENCE_PEAK = 10 ** (-60 / 20)  # peak level below -60 dBFS counts as a silent track
-MAP_SIZE = 224  # evaluation size of the normalised maps (evaluation.md 1)
+MAP_SIZE = 224  # evaluation size of the normalised maps (docs/evaluation.md §1)
 MAX_VIDEO_PIXELS = 4096 * 4096  # larger frames are refused from the probe, before any is decoded
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 # Sample rates the output audio encoders take; others are resampled to 48 kHz for the output only.
@@ -66,7 +66,7 @@ class FrameResult:
     @property
     def map224(self) -> np.ndarray:
         """(224, 224) float32 in [0, 1]: bicubic upsampling (align_corners=False) then min-max
-        (evaluation.md 2). Computed on demand so that long videos keep only the small raw maps."""
+        (docs/evaluation.md §2). Computed on demand so that long videos keep only the small raw maps."""
         return loc.minmax(loc.upsample(self.map, MAP_SIZE, "bicubic"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,6 +151,12 @@ def default_image_size(model: FNAC) -> int:
     """The model's training image size (checkpoint config data.image_size), else 224."""
     data = _run_data_config(model)
     return int(data.image_size) if data is not None and data.image_size > 0 else 224
+
+
+def default_alpha(model: FNAC) -> str:
+    """The checkpoint's data.alpha (how transparent frames become RGB), else "drop" (the reference)."""
+    data = _run_data_config(model)
+    return str(getattr(data, "alpha", "drop")) if data is not None else "drop"
 
 
 def default_sample_rate(model: FNAC) -> int:
@@ -364,7 +370,7 @@ def localize_pair(
     input) in a still image. `audio_path` may be any file with an audio track (wav, flac, mp4, ...)."""
     size = int(image_size or default_image_size(model))
     sr_req = default_sample_rate(model) if sample_rate is None else int(sample_rate)
-    img = vision.open_image(image_path)
+    img = vision.open_image(image_path, default_alpha(model))
     x, sr, _ = load_audio_checked(audio_path, window, sr_req, allow_silent)
     model = model.to(device).eval()
     centre = x.shape[0] / sr / 2.0
@@ -546,7 +552,7 @@ def score_clip(result: VideoResult, gt_json: str | os.PathLike | dict) -> dict[s
     frames scored; peak_in_box (fraction of frames whose peak lies inside the sounding object's box,
     edges included); peak_in_silent (fraction whose peak lies inside a silent object's box and not in
     the sounding one's, when the gt lists all objects); mean_ciou and ciou50 (cIoU of the median_ge
-    thresholded 224 map vs the box's binary map, evaluation.md 2-3); per_frame details.
+    thresholded 224 map vs the box's binary map, docs/evaluation.md §2-3); per_frame details.
     """
     gt = load_clip_gt(gt_json)
     source = gt["_source"]

@@ -1,6 +1,6 @@
 """Localization maps: upsampling variants, min-max normalisation, OGL combination, trivial baselines.
 
-Pure functions on numpy arrays or torch tensors (evaluation.md sections 2 and 7, method.md section 5).
+Pure functions on numpy arrays or torch tensors (docs/evaluation.md §2 and §7, docs/method.md §5).
 Every function that takes maps accepts a single map (h, w) or a batch (N, h, w), numpy or torch, and
 returns the same kind (numpy in -> numpy out, torch in -> torch out on the same device), float32.
 
@@ -89,11 +89,11 @@ def nan_to_min(maps: Maps) -> Maps:
 
 def upsample(maps: Maps, size: int | tuple[int, int] = 224, mode: str = "bicubic",
              align_corners: bool | None = None) -> Maps:
-    """Resize (h, w) or (N, h, w) maps to (size, size) with torch's F.interpolate (evaluation.md 2).
+    """Resize (h, w) or (N, h, w) maps to (size, size) with torch's F.interpolate (docs/evaluation.md §2).
 
     mode "bicubic" uses align_corners=False (FNAC validation), "bilinear" align_corners=True (FNAC
     test script, EZ-VSL). `align_corners` overrides that default (the SLAVC extended protocol uses
-    bicubic with align_corners=True, evaluation.md 5). A map already at the target size is returned
+    bicubic with align_corners=True, docs/evaluation.md §5). A map already at the target size is returned
     as is (both interpolations are the identity there). Returns float32, same kind and rank as input.
     """
     if mode not in UPSAMPLE_MODES:
@@ -112,7 +112,7 @@ def upsample(maps: Maps, size: int | tuple[int, int] = 224, mode: str = "bicubic
 
 
 def minmax(maps: Maps) -> Maps:
-    """Per-map (x - min) / (max - min) over the last two axes (evaluation.md 2).
+    """Per-map (x - min) / (max - min) over the last two axes (docs/evaluation.md §2).
 
     A constant map is returned unchanged (not zeroed). Non-finite pixels are first replaced by their
     map's finite minimum (`nan_to_min`), so they end up at 0. Computed in float32 with the same
@@ -133,7 +133,7 @@ def minmax(maps: Maps) -> Maps:
 
 
 def ogl_combine(av: Maps, obj: np.ndarray | torch.Tensor, alpha: float = 0.4) -> Maps:
-    """Object-guided localization (method.md 5): minmax(alpha * av + (1 - alpha) * obj).
+    """Object-guided localization (docs/method.md §5): minmax(alpha * av + (1 - alpha) * obj).
 
     Both inputs must already be min-max normalised at the evaluation size (224). `obj` is converted
     to the kind (and device) of `av`. Shapes (h, w) or (N, h, w), equal.
@@ -153,7 +153,7 @@ def ogl_combine(av: Maps, obj: np.ndarray | torch.Tensor, alpha: float = 0.4) ->
 
 
 def object_map_from_features(feats: Maps) -> Maps:
-    """Object map of OGL (method.md 5): mean over channels of |features|.
+    """Object map of OGL (docs/method.md §5): mean over channels of |features|.
 
     feats (N, C, h, w) -> (N, h, w), or (C, h, w) -> (h, w); same kind, float32.
     """
@@ -165,7 +165,7 @@ def object_map_from_features(feats: Maps) -> Maps:
 
 def ogl_maps(av_raw: Maps, obj_raw: Maps, alpha: float = 0.4, size: int = 224,
              av_mode: str = "bicubic") -> dict[str, Maps]:
-    """The three maps OGL reports (method.md 5), each min-max normalised at `size`.
+    """The three maps OGL reports (docs/method.md §5), each min-max normalised at `size`.
 
     av_raw: raw cos/tau maps (N, h, w) upsampled with `av_mode`; obj_raw: object maps (N, h', w')
     (see `object_map_from_features`) upsampled bilinear, align_corners=True. Non-finite values are
@@ -177,7 +177,7 @@ def ogl_maps(av_raw: Maps, obj_raw: Maps, alpha: float = 0.4, size: int = 224,
 
 
 # ---------------------------------------------------------------------------------------------
-# Trivial baselines (evaluation.md 7): print them next to every model result.
+# Trivial baselines (docs/evaluation.md §7): print them next to every model result.
 
 def centre_prior_map(size: int = 224, sigma: float = 0.25) -> np.ndarray:
     """Isotropic Gaussian centred in the image, peak 1: exp(-r^2 / (2 (sigma * size)^2)).

@@ -1,4 +1,4 @@
-"""FNAC's objective as pure functions of the features (method.md section 2).
+"""FNAC's objective as pure functions of the features (docs/method.md §2).
 
 Notation: img (B, C, h, w) unit-norm visual features v, aud (B, C) unit-norm audio embeddings a.
 S[n, m, h, w] = <v[n, :, h, w], a[m]> / tau is the similarity volume; rows are images, columns audios.

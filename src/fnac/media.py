@@ -1,6 +1,6 @@
 """Decode and encode media files: audio from any container, video frames, wav and video writers.
 
-Pure I/O (method.md section 4, "Inputs"): no torch here. Audio comes back as float32 mono in [-1, 1]
+Pure I/O (docs/method.md §4, "Inputs"): no torch here. Audio comes back as float32 mono in [-1, 1]
 at the file's native rate unless a rate is asked for; frames come back as RGB ``PIL.Image``.
 
 Back ends: soundfile for wav/flac (fast path), PyAV (FFmpeg) for everything else. Encoders present in
@@ -113,7 +113,7 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def _decode_audio_av(p: Path) -> tuple[np.ndarray, int]:
-    """All audio frames of the first audio stream, as float, clipped per channel, channels averaged."""
+    """All audio frames of the first audio stream, as float, channels averaged (not yet clipped)."""
     import av
 
     with _open_input(p) as container:
@@ -148,8 +148,7 @@ def _decode_audio_av(p: Path) -> tuple[np.ndarray, int]:
     x = np.concatenate(chunks, axis=1).astype(np.float32)  # (channels, N)
     if 0 < n_declared < x.shape[1]:
         x = x[:, :n_declared]
-    x = np.clip(x, -1.0, 1.0).mean(axis=0) if np.all(np.isfinite(x)) else x.mean(axis=0)
-    return x, sr
+    return x.mean(axis=0), sr  # (N,); _finish_audio clips the mono mix, as the reference's downmix saturates
 
 
 def _read_soundfile(p: Path) -> tuple[np.ndarray, int]:
@@ -161,19 +160,18 @@ def _read_soundfile(p: Path) -> tuple[np.ndarray, int]:
         raise MediaError(f"{p}: cannot read audio ({_short(e)})") from e
     if data.size == 0:
         raise MediaError(f"{p}: audio track contains no samples")
-    if np.all(np.isfinite(data)):
-        data = np.clip(data, -1.0, 1.0)
-    return data.mean(axis=1), int(sr)
+    return data.mean(axis=1), int(sr)  # clipped after the mix, in _finish_audio
 
 
 # ----------------------------------------------------------------------------------------------- audio
 
 
 def read_audio(path: PathLike, sample_rate: int = 0) -> tuple[np.ndarray, int]:
-    """Decode a file's audio as float32 mono in [-1, 1] (method.md 4, Audio step 1).
+    """Decode a file's audio as float32 mono in [-1, 1] (docs/method.md §4, Audio step 1).
 
     wav/flac go through soundfile, any other container through PyAV (first audio stream, all frames).
-    Each channel is clipped to [-1, 1], then channels are averaged. ``sample_rate > 0`` resamples
+    Channels are averaged, then the mono signal is clipped to [-1, 1] (the reference's order: its
+    decoder mixes down, then saturates; a float file whose channels exceed full scale depends on it). ``sample_rate > 0`` resamples
     (swresample); 0 keeps the native rate. Returns ``(x (N,), sr)``.
     Raises MediaError for a missing, empty, unreadable or corrupt file, no audio track, zero samples,
     or NaN/infinite samples.

@@ -1,4 +1,4 @@
-"""Sound-source localization metrics, every protocol variant from one code path (evaluation.md 1-6).
+"""Sound-source localization metrics, every protocol variant from one code path (docs/evaluation.md §1-6).
 
 - Ground truth (section 1): `parse_flickr_xml`, `gt_map_flickr` (soft consensus map), `valid_boxes`,
   `gt_map_vggss` (binary union).
@@ -26,7 +26,7 @@ from fnac.errors import ConfigError, DataError
 
 THRESHOLD_VARIANTS = ("median_ge", "median_gt", "fixed", "absolute")
 FLICKR_FRAME = 256  # Flickr-SoundNet boxes are drawn in a 256 x 256 frame
-AUC_THRESHOLDS = [0.05 * k for k in range(21)]  # t_k = 0.05 k, k = 0..20 (evaluation.md 4)
+AUC_THRESHOLDS = [0.05 * k for k in range(21)]  # t_k = 0.05 k, k = 0..20 (docs/evaluation.md §4)
 FSCORE_THRESHOLDS = np.linspace(0.0, 1.0 - 1e-10, 255)  # AVSBench F-score thresholds (float64)
 
 __all__ = [
@@ -61,7 +61,7 @@ Box = tuple[int, int, int, int]
 def parse_flickr_xml(path: str | os.PathLike) -> list[Box]:
     """Boxes (xmin, ymin, xmax, ymax) of a Flickr-SoundNet annotation, ints in the 256 x 256 frame.
 
-    Structure (datasets.md): root -> one child per annotator/object -> `<bbox>` elements; inside a
+    Structure (docs/datasets.md): root -> one child per annotator/object -> `<bbox>` elements; inside a
     `<bbox>` the first child is skipped and the next four hold xmin, ymin, xmax, ymax as integers.
     Elements of other names under an annotator are ignored. Raises DataError naming the file and the
     element when the file is missing or unparsable, a `<bbox>` does not have exactly five children, a
@@ -108,7 +108,7 @@ def _rasterise(boxes: Sequence[Box], size: int) -> np.ndarray:
 
 
 def gt_map_flickr(xml_path: str | os.PathLike, size: int = 224) -> np.ndarray:
-    """Soft consensus map (evaluation.md 1): coordinates int(size * v / 256), boxes summed, then
+    """Soft consensus map (docs/evaluation.md §1): coordinates int(size * v / 256), boxes summed, then
     min(sum / 2, 1), i.e. 0.5 under one box, 1 under two or more. Returns (size, size) float32.
     Boxes reaching outside the frame are clipped (the reference's negative slices would wrap)."""
     boxes = [tuple(int(size * v / FLICKR_FRAME) for v in b) for b in parse_flickr_xml(xml_path)]
@@ -125,14 +125,14 @@ def _box_array(boxes: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
 
 
 def _vggss_pixels(box: np.ndarray, size: int) -> Box:
-    """[x1, y1, x2, y2] in [0, 1] -> ints: clip to [0, 1], scale by size, truncate (evaluation.md 1)."""
+    """[x1, y1, x2, y2] in [0, 1] -> ints: clip to [0, 1], scale by size, truncate (docs/evaluation.md §1)."""
     x1, y1, x2, y2 = (np.clip(box, 0.0, 1.0) * size).astype(int)
     return int(x1), int(y1), int(x2), int(y2)
 
 
 def valid_boxes(boxes: Sequence[Sequence[float]] | np.ndarray, size: int = 224
                 ) -> tuple[list[tuple[float, float, float, float]], list[tuple[int, str]]]:
-    """Split VGG-SS boxes into usable ones and reported problems (datasets.md: 18 degenerate boxes).
+    """Split VGG-SS boxes into usable ones and reported problems (docs/datasets.md: 18 degenerate boxes).
 
     Returns (valid, problems): `valid` the boxes whose rasterisation is non-empty, `problems` a list
     of (index, reason) for each other box: a non-finite coordinate, x1 >= x2 or y1 >= y2, or a box
@@ -160,7 +160,7 @@ def valid_boxes(boxes: Sequence[Sequence[float]] | np.ndarray, size: int = 224
 
 
 def gt_map_vggss(boxes: Sequence[Sequence[float]] | np.ndarray, size: int = 224) -> np.ndarray:
-    """Binary union of VGG-SS boxes (evaluation.md 1): each [x1, y1, x2, y2] clipped to [0, 1],
+    """Binary union of VGG-SS boxes (docs/evaluation.md §1): each [x1, y1, x2, y2] clipped to [0, 1],
     scaled by `size`, truncated to int, rasterised end-exclusive. Degenerate boxes add nothing;
     non-finite ones are skipped (see `valid_boxes` to report them). Returns (size, size) float32;
     all zeros when no box is valid."""
@@ -178,7 +178,7 @@ def _check_variant(variant: str) -> None:
 
 
 def absolute_scores(maps: loc.Maps, tau: float = 0.03) -> loc.Maps:
-    """SLAVC's absolute scores (evaluation.md 2, 5): (S + 1/tau) / (2/tau) of raw cos/tau maps S,
+    """SLAVC's absolute scores (docs/evaluation.md §2, §5): (S + 1/tau) / (2/tau) of raw cos/tau maps S,
     i.e. (cos + 1) / 2, no per-sample normalisation. Float32 arithmetic, numpy or torch."""
     if not tau > 0:
         raise ConfigError(f"tau: expected > 0, got {tau}")
@@ -194,7 +194,7 @@ def absolute_scores(maps: loc.Maps, tau: float = 0.03) -> loc.Maps:
 def binarize(map224: loc.Maps, variant: str = "median_ge", tau: float = 0.03) -> loc.Maps:
     """Binary prediction (0/1 float32) of (H, W) or (N, H, W) maps already at the gt size.
 
-    Variants (evaluation.md 2):
+    Variants (docs/evaluation.md §2):
       median_ge: m = minmax(map); thr = sorted(m.flatten())[int(H*W*0.5)]; m >= thr (EZ-VSL, FNAC)
       median_gt: same thr; m > thr (LVS, HTF, SSL-TIE)
       fixed:     minmax(map) >= 0.5 (SSPL, SACL)
@@ -226,7 +226,7 @@ def binarize(map224: loc.Maps, variant: str = "median_ge", tau: float = 0.03) ->
 # 3-4. cIoU and dataset-level numbers
 
 def ciou(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> float | np.ndarray:
-    """Consensus IoU (evaluation.md 3): sum(pred * gt) / (sum(gt) + sum(pred * (gt == 0))).
+    """Consensus IoU (docs/evaluation.md §3): sum(pred * gt) / (sum(gt) + sum(pred * (gt == 0))).
 
     pred binary, gt possibly soft; (H, W) -> float, (N, H, W) -> (N,) float64 array. A sample with an
     empty gt (sum(gt) == 0) scores 0 (no 0/0). Sums in float64.
@@ -246,7 +246,7 @@ def ciou(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> floa
 
 
 def auc(cious: Sequence[float] | np.ndarray) -> float:
-    """Area under the success-rate curve (evaluation.md 4): s_k = mean[ciou >= 0.05 k], k = 0..20,
+    """Area under the success-rate curve (docs/evaluation.md §4): s_k = mean[ciou >= 0.05 k], k = 0..20,
     trapezoid rule over t in [0, 1]."""
     c = np.asarray(cious, dtype=np.float64).ravel()
     if c.size == 0:
@@ -269,7 +269,7 @@ def _to_numpy32(x: np.ndarray | torch.Tensor | Sequence, name: str) -> np.ndarra
 def evaluate(maps: np.ndarray | torch.Tensor, gt_maps: np.ndarray | torch.Tensor,
              upsample: str = "bicubic", threshold: str = "median_ge", tau: float = 0.03,
              chunk: int = 256) -> dict:
-    """cIoU protocol over a test set (evaluation.md 2-4).
+    """cIoU protocol over a test set (docs/evaluation.md §2-4).
 
     maps: raw (N, h, w) maps (cos/tau, or any map for the relative variants) at any resolution;
     gt_maps: (N, H, W) gt maps (224 x 224). Each map: non-finite -> its minimum, upsampled to (H, W)
@@ -343,12 +343,12 @@ def evaluate_batch_torch(maps224: torch.Tensor, gt: torch.Tensor, threshold: str
 
 def extended_scores(raw_maps: loc.Maps, tau: float = 0.03, size: int = 224) -> loc.Maps:
     """Absolute scores (S + 1/tau) / (2/tau) of raw (N, h, w) cos/tau maps, upsampled to `size` with
-    bicubic, align_corners=True (evaluation.md 5). Feed to `confidence`."""
+    bicubic, align_corners=True (docs/evaluation.md §5). Feed to `confidence`."""
     return loc.upsample(absolute_scores(raw_maps, tau), size, "bicubic", align_corners=True)
 
 
 def confidence(scores224: np.ndarray | torch.Tensor) -> float | np.ndarray:
-    """Mean of the top 25% pixels (k = max(1, int(0.25 H W))) of each score map (evaluation.md 5).
+    """Mean of the top 25% pixels (k = max(1, int(0.25 H W))) of each score map (docs/evaluation.md §5).
     (H, W) -> float, (N, H, W) -> (N,) float64. Non-finite pixels count as the map's minimum."""
     s = loc.nan_to_min(_to_numpy32(scores224, "score maps"))
     h, w = s.shape[-2:]
@@ -361,7 +361,7 @@ def confidence(scores224: np.ndarray | torch.Tensor) -> float | np.ndarray:
 
 def _precision_recall(conf: np.ndarray, hit: np.ndarray, pos: np.ndarray, thrs: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """P and R at each confidence threshold (evaluation.md 5 counting rules), (M,) each.
+    """P and R at each confidence threshold (docs/evaluation.md §5 counting rules), (M,) each.
 
     Detected = conf >= c. TP: positive, detected, ciou >= 0.5. FP: negative detected, or positive
     detected with ciou < 0.5. FN: positive not detected. P = 1 when nothing is detected and R = 1
@@ -377,7 +377,7 @@ def _precision_recall(conf: np.ndarray, hit: np.ndarray, pos: np.ndarray, thrs: 
 
 def extended_metrics(conf: Sequence[float] | np.ndarray, cious: Sequence[float] | np.ndarray,
                      is_positive: Sequence[bool] | np.ndarray, iou_thr: float = 0.5) -> dict:
-    """AP, max-F1 and LocAcc of the extended (silent / mismatched audio) test sets (evaluation.md 5).
+    """AP, max-F1 and LocAcc of the extended (silent / mismatched audio) test sets (docs/evaluation.md §5).
 
     conf (N,): `confidence` per sample; cious (N,): per-sample cIoU (relative protocol; ignored for
     negatives); is_positive (N,): True for a sounding pair with boxes. With N samples:
@@ -425,7 +425,7 @@ def _pair(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, na
 
 
 def miou(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, thr: float = 0.5) -> float:
-    """Mean IoU over frames (evaluation.md 6). preds (N, H, W) probabilities / normalised maps,
+    """Mean IoU over frames (docs/evaluation.md §6). preds (N, H, W) probabilities / normalised maps,
     binarised pred > thr (official: sigmoid(logit) > 0.5); masks (N, H, W) binary (> 0.5 is object).
     IoU = |P & M| / |P | M|; a frame with an empty mask scores TN / (H*W) = |~P & ~M| / (H*W)."""
     p, m = _pair(preds, masks, "miou")
@@ -473,7 +473,7 @@ def _frame_fscores(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.T
 
 def fscore_curve(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor,
                  beta2: float = 0.3) -> np.ndarray:
-    """Dataset-mean F curve (255,) over FSCORE_THRESHOLDS = linspace(0, 1 - 1e-10, 255) (evaluation.md 6).
+    """Dataset-mean F curve (255,) over FSCORE_THRESHOLDS = linspace(0, 1 - 1e-10, 255) (docs/evaluation.md §6).
 
     preds (N, H, W) probabilities in [0, 1] (sigmoid of logits, or min-max normalised maps); masks
     (N, H, W) binary. For every frame with a non-empty mask, precision and recall are computed at each

@@ -1,4 +1,4 @@
-"""Raw videos -> the benchmark layout (datasets.md, "VGG-Sound / VGG-SS" and "Raw videos").
+"""Raw videos -> the benchmark layout (docs/datasets.md §1).
 
 For every clip: ``<out>/frames/<id>.jpg`` (the middle frame of the clip, or the frame shown at
 ``frame_time`` seconds into it) and ``<out>/audio/<id>.wav`` (the clip's audio, mono, resampled to

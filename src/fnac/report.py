@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from fnac import localization as loc
-from fnac.checkpoint import checkpoint_config, load_checkpoint
-from fnac.config import Config, load_config, resolve_config_path
+from fnac.checkpoint import checkpoint_config, is_reference_checkpoint, load_checkpoint, read_checkpoint
+from fnac.config import Config, from_dict, load_config, resolve_config_path
 from fnac.data import build_dataset
 from fnac.evaluate import EvalResult, Protocol, evaluate_model, format_table
 from fnac.models.fnac import ObjectNet, pair_maps
@@ -35,6 +35,29 @@ def resolve_eval_config(checkpoint: str | None, config: str | None, overrides: S
     from fnac.config import apply_overrides
 
     return apply_overrides(cfg, list(overrides))
+
+
+def model_label(checkpoint: str | Path) -> str:
+    """The row name of a checkpoint's model, from what the file says about its training.
+
+    Our checkpoints carry their config: "EZ-VSL" when loss.fns1, loss.tns and loss.fns2 are all 0,
+    "FNAC" otherwise (a partial ablation names its zero weights, e.g. "FNAC (loss.fns2=0)"), plus
+    "warm-up only" when the file was saved before the loss warm-up ended (the regularisers never
+    applied). The authors' files hold no config: "FNAC or EZ-VSL (authors' checkpoint <file name>)".
+    """
+    obj = read_checkpoint(checkpoint)
+    if is_reference_checkpoint(obj):
+        return f"FNAC or EZ-VSL (authors' checkpoint {Path(checkpoint).name})"
+    cfg = from_dict(obj.get("config", {}), f"{checkpoint} (config)")
+    weights = {"fns1": cfg.loss.fns1, "tns": cfg.loss.tns, "fns2": cfg.loss.fns2}
+    zero = [k for k, w in weights.items() if w == 0]
+    if len(zero) == len(weights):
+        return "EZ-VSL"
+    notes = [f"loss.{k}=0" for k in zero]
+    epoch = obj.get("epoch")
+    if isinstance(epoch, int) and epoch <= cfg.loss.warmup_epochs:
+        notes.append(f"warm-up only: {epoch} of {cfg.loss.warmup_epochs} warm-up epochs")
+    return "FNAC" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def denormalize(image: torch.Tensor) -> np.ndarray:
@@ -120,10 +143,14 @@ def run_evaluation(
     device: str = "auto",
     workers: int | None = None,
     baselines: bool = True,
-    label: str = "FNAC",
+    label: str | None = None,
 ) -> str:
-    """Evaluate and write outputs; returns the text to print (one table per protocol)."""
+    """Evaluate and write outputs; returns the text to print (one table per protocol).
+
+    ``label`` names the model's row; None derives it from the checkpoint (``model_label``)."""
     cfg = resolve_eval_config(checkpoint, config, overrides)
+    if checkpoint and not label:
+        label = model_label(checkpoint)
     dev = resolve_device(device)
     model = load_checkpoint(checkpoint, dev) if checkpoint else None
     dataset = build_dataset(cfg.data, split, train=False)

@@ -1,4 +1,4 @@
-"""The built-in synthetic audio-visual benchmark (shared/reference/synthetic.md, docs/synthetic.md).
+"""The built-in synthetic audio-visual benchmark (docs/synthetic.md).
 
 K classes bind sight to sound: each class is a shape + colour family + texture and a sound signature
 (pitch band, harmonic structure, noise band, AM/FM, rhythm). Each image holds one sounding object and
@@ -11,7 +11,7 @@ costly: class_skew (how often classes collide; expected_false_negatives counts i
 clip's look and sound share a code, so same-class clips can be told apart) and shortcut (a per-clip
 signature in the background and the audio, never on the object). All at 0: the standard benchmark.
 
-Written in the VGG-SS layout (docs/notes.md, "synthetic benchmark"): frames/<id>.jpg, audio/<id>.wav,
+Written in the VGG-SS layout (CONTRIBUTING.md, "synthetic benchmark"): frames/<id>.jpg, audio/<id>.wav,
 masks/<id>.png, annotations.json, train/val/test.txt, classes.json, scenes.json, clips/, synth.json.
 
 Every sample is drawn from its own generator seeded by (seed, split, index), so the output is

@@ -1,4 +1,4 @@
-"""Training: train_step, train_one_epoch, fit (method.md section 3; design.md habits 2, 3, 7, 8).
+"""Training: train_step, train_one_epoch, fit (docs/method.md §3; CONTRIBUTING.md, habits 2, 3, 7, 8).
 
 Determinism: the data order of epoch e is a permutation seeded by (seed, e); per-sample augmentation is
 seeded by the dataset from (seed, epoch, index); dropout is seeded per step from (seed, global step,
@@ -101,7 +101,7 @@ class EpochSampler(Sampler[int]):
 
 # --------------------------------------------------------------------------------------------- steps
 def compute_terms(model: torch.nn.Module, batch: dict, cfg: Config, device: torch.device) -> dict[str, Tensor]:
-    """Loss terms of one batch (method.md section 2). Plain batches carry model inputs; cached ones
+    """Loss terms of one batch (docs/method.md §2). Plain batches carry model inputs; cached ones
     (data.cache) carry uint8 frames and audio windows, finished on the device by model_inputs.
     train.amp / train.channels_last apply on any device; with loss.gather the embeddings of every
     process form the batch (global negatives)."""

@@ -1,4 +1,4 @@
-"""Image loading and the train/test transforms (method.md section 4, "Image").
+"""Image loading and the train/test transforms (docs/method.md §4, "Image").
 
 Test: bicubic resize to exactly size x size (Pillow's resize; the aspect ratio is not kept, boxes are
 in that frame). Train: resize the shorter side to int(size * 1.1) bicubic, random crop, random
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from fnac.errors import MediaError
+from fnac.errors import ConfigError, MediaError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,16 +24,34 @@ _MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)
 _STD = torch.tensor(IMAGENET_STD, dtype=torch.float32)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+ALPHA_MODES = ("drop", "white")  # data.alpha: what happens to the transparency of a frame
+
+
+def check_alpha(alpha: str) -> str:
+    """``alpha`` if it is a known ``data.alpha`` mode, else ConfigError naming the choices."""
+    if alpha not in ALPHA_MODES:
+        raise ConfigError(f"data.alpha: unknown mode {alpha!r} (known: {', '.join(ALPHA_MODES)})")
+    return alpha
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def _to_rgb(img: Image.Image, alpha: str = "drop") -> Image.Image:
     """Any Pillow mode -> RGB.
 
-    Transparent images (RGBA, LA, P/L/RGB with a transparency key) are composited over white; 16/32-bit
-    greyscale (I;16*, I) is scaled from 0..65535 to 0..255 (Pillow's own conversion would clip);
-    float images (F) are taken as 0..1 when their maximum is <= 1, else clipped to 0..255; CMYK, YCbCr,
-    L, 1, P use Pillow's conversion. EXIF orientation is not applied (annotations use stored pixels).
+    Transparent images (RGBA, LA, PA, and P/L/RGB with a transparency key): ``alpha="drop"`` (the
+    reference, which calls ``.convert('RGB')``) discards the transparency and keeps each pixel's stored
+    colour, exactly as Pillow's conversion does; ``alpha="white"`` composites them over white.
+    16/32-bit greyscale (I;16*, I) is scaled from 0..65535 to 0..255 (Pillow's own conversion would
+    clip); float images (F) are taken as 0..1 when their maximum is <= 1, else clipped to 0..255;
+    CMYK, YCbCr, L, 1, P use Pillow's conversion. EXIF orientation is not applied (annotations use
+    stored pixels).
     """
+    check_alpha(alpha)
     mode = img.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in img.info:
         return img
     if mode.startswith("I;16") or mode == "I":
         a = np.asarray(img, dtype=np.float64)
@@ -46,18 +64,20 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             a = a * 255.0
         a = np.clip(np.nan_to_num(np.round(a)), 0, 255).astype(np.uint8)
         return Image.fromarray(a, mode="L").convert("RGB")
-    if mode == "P" or (mode in ("L", "RGB") and "transparency" in img.info):
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if _has_alpha(img) and alpha == "white":
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    with warnings.catch_warnings():  # Pillow suggests RGBA for palette transparency: dropping it is the point
+        warnings.simplefilter("ignore", UserWarning)
+        return img.convert("RGB")
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image as RGB (first frame of animations). MediaError on failure."""
+def open_image(path: str | os.PathLike, alpha: str = "drop") -> Image.Image:
+    """Open and fully decode an image as RGB (first frame of animations). MediaError on failure.
+
+    ``alpha`` (``data.alpha``): "drop" (default, the reference) or "white" (composite over white)."""
+    check_alpha(alpha)
     p = Path(path)
     if not p.exists():
         raise MediaError(f"{p}: image not found")
@@ -71,7 +91,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as img:
                 img.load()  # decode now: truncated files fail here, not later
-                return _to_rgb(img).copy()
+                return _to_rgb(img, alpha).copy()
     except UnidentifiedImageError as e:
         raise MediaError(f"{p}: not a recognised image format") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -141,6 +161,6 @@ def train_transform(img: Image.Image, size: int = 224, rng: random.Random | None
     return normalize(to_tensor(img))
 
 
-def load_image(path: str | os.PathLike, size: int = 224) -> torch.Tensor:
+def load_image(path: str | os.PathLike, size: int = 224, alpha: str = "drop") -> torch.Tensor:
     """Test-time model input of an image file: (3, size, size) float32."""
-    return test_transform(open_image(path), size)
+    return test_transform(open_image(path, alpha), size)

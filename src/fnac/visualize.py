@@ -1,6 +1,6 @@
 """Pictures from arrays: heat-map overlays, PNG stills and training curves.
 
-Knows arrays only (design.md: "visualize knows nothing about models"): a frame is a uint8 (H, W, 3)
+Knows arrays only (CONTRIBUTING.md: visualize knows nothing about models): a frame is a uint8 (H, W, 3)
 array, a map a float (h, w) array in [0, 1], boxes and peaks are normalised coordinates in [0, 1].
 Matplotlib is used through its object API (``Figure`` + Agg canvas), never pyplot, so nothing global
 is touched.
@@ -18,7 +18,7 @@ from fnac.errors import MediaError
 
 Box = Sequence[float]  # [x1, y1, x2, y2], normalised to [0, 1]
 
-# The losses of method.md section 2 and the validation metrics of evaluation.md section 4.
+# The losses of docs/method.md §2 and the validation metrics of docs/evaluation.md §4.
 LOSS_KEYS = ("loss", "contrastive", "fns1", "tns", "fns2")
 DEFAULT_CURVE_KEYS = (*LOSS_KEYS, "lr", "val_ciou50", "val_auc")
 

@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=None, help="data loader processes (default: config)")
+    p.add_argument("--name", help="row name of the model in the table (default: from the checkpoint's config: "
+                                  "EZ-VSL when its three FNAC loss weights are 0, else FNAC)")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--baselines-only", action="store_true", help="score the trivial baselines alone")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=...")
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
         baselines=not args.no_baselines,
+        label=args.name,
     )
     print(text)
     return 0

@@ -1,4 +1,4 @@
-"""Datasets: one module per benchmark layout, one registry, one sample format (docs/notes.md, data/).
+"""Datasets: one module per benchmark layout, one registry, one sample format (CONTRIBUTING.md, "data/").
 
 ``build_dataset(data_cfg, split, train)`` picks the builder named by ``data_cfg.dataset`` (an exact key
 of DATASETS; no name guessing) and returns an ``AVDataset``. See docs/datasets.md for the layouts.
@@ -48,6 +48,9 @@ def build_dataset(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) 
     Raises ConfigError for an unknown dataset name and DataError for missing or malformed lists,
     annotation files and folders.
     """
+    from fnac.vision import check_alpha
+
+    check_alpha(data_cfg.alpha)
     if data_cfg.cache:  # the preprocessed cache of `fnac cache` (falls back to the plain layout)
         from fnac.data import cached
 

@@ -1,5 +1,5 @@
 """AVSBench v1 (S4 single source, MS3 multiple sources) as per-frame localization samples
-(datasets.md, "AVSBench"; evaluation.md section 6).
+(docs/datasets.md, "Layouts, exactly"; docs/evaluation.md §6).
 
 Each video gives 5 samples, one per frame ``i`` in 1..5 (the file numbering), id ``<name>_<i>``. Frame
 ``i`` shows second ``i - 1`` to ``i`` of the 5 s clip, so its audio is the usual ``data.audio_duration``

@@ -11,11 +11,11 @@ a shard is a few flat files read through memory maps (docs/training.md, "Fast da
                                               when the shard's audio is exact 16-bit PCM, else float32
     <cache>/<split>/shard_00000.<field>.npy   annotation fields (gt_map, mask, positive), when annotated
 
-Frames are stored in the *form* their split is used in (method.md section 4, "Image"): the training
+Frames are stored in the *form* their split is used in (docs/method.md §4, "Image"): the training
 split after its deterministic first step (shorter side resized to int(1.1 S), bicubic), so the random
 crop and flip are done here on the array with the draws of ``vision.train_transform``; the val/test
 splits resized to exactly S x S. The audio is the centred window, so the spectrogram, the log and the
-training masks run batched on the training device in ``model_inputs`` (method.md section 4, "Audio"),
+training masks run batched on the training device in ``model_inputs`` (docs/method.md §4, "Audio"),
 or per sample in the loader workers when the model runs on the CPU (``prepare_for``).
 A training sample of the cache equals the plain layout's sample for the same (seed, epoch, index):
 the same crop, flip and mask draws (``sample_seed``); the image is bit-identical and the spectrogram
@@ -57,7 +57,8 @@ FORMS = ("train", "test")
 PCM16 = 32768  # int16 audio windows hold round(x * 32768)
 # DataConfig fields that decide what a cached split holds (plus data.<split>_list, and data.exclude_list
 # for the training split); a cache is used only when all of them match the config.
-CONTENT_FIELDS = ("dataset", "root", "annotations", "extended_list", "image_size", "audio_duration", "sample_rate")
+CONTENT_FIELDS = ("dataset", "root", "annotations", "extended_list", "image_size", "audio_duration", "sample_rate",
+                  "alpha")
 PATH_FIELDS = ("root", "train_list", "val_list", "test_list", "annotations", "exclude_list", "extended_list")
 
 
@@ -356,7 +357,7 @@ def build(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) -> Datas
 def apply_mask_params(logspec: Tensor, params: Tensor) -> Tensor:
     """Training masks from pre-drawn parameters, vectorised: logspec (B, F, T), params (B, 4) int64 =
     (row width, row start, column width, column start) per item. Zeroes rows [r0, r0 + w_row) and
-    columns [c0, c0 + w_col), cut at the edges, as audio.apply_masks does item by item (method.md 4,
+    columns [c0, c0 + w_col), cut at the edges, as audio.apply_masks does item by item (docs/method.md §4,
     Audio step 5). A row of -1 leaves its item unmasked."""
     b, f, t = logspec.shape
     p = params.to(logspec.device)
@@ -375,7 +376,7 @@ def model_inputs(batch: dict[str, Any], device: torch.device | str, channels_las
 
     Plain batches already hold both (moved only). Cached batches hold uint8 images (normalised here,
     vision.normalize) and audio windows: spectrogram, log, training masks (``spec_mask``) and /12 are
-    computed here in one batch on the device (method.md section 4)."""
+    computed here in one batch on the device (docs/method.md §4)."""
     device = torch.device(device)
     images = batch["image"].to(device, non_blocking=non_blocking)
     if images.dtype == torch.uint8:

@@ -1,5 +1,5 @@
 """Dataset hygiene (``fnac data check``): what is listed vs present, what cannot be decoded, which
-boxes are degenerate, and which test ids leak into the training list (evaluation.md section 7).
+boxes are degenerate, and which test ids leak into the training list (docs/evaluation.md §7).
 
 ``check_dataset`` returns a JSON-serialisable dict; ``format_report`` renders it as a table.
 """
@@ -19,7 +19,7 @@ from fnac.errors import DataError
 
 log = logging.getLogger("fnac.data")
 
-FLICKR_FRAME = 256  # Flickr-SoundNet boxes are integers in a 256 x 256 frame (datasets.md)
+FLICKR_FRAME = 256  # Flickr-SoundNet boxes are integers in a 256 x 256 frame (docs/datasets.md)
 
 
 def box_problems(box: Sequence[float], frame: float) -> list[str]:
@@ -148,7 +148,7 @@ def check_dataset(
     workers: int = 1,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Hygiene report of ``data_cfg``'s dataset (datasets.md; evaluation.md section 7).
+    """Hygiene report of ``data_cfg``'s dataset (docs/datasets.md; docs/evaluation.md §7).
 
     For each split (default: every split whose list exists): ids listed / present / missing (with
     reasons) / excluded, files that are empty (or, with ``deep``, that fail to decode), and for

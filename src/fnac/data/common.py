@@ -1,10 +1,10 @@
 """What every benchmark loader shares: id lists, file indexes, the sample pipeline, collation.
 
-A dataset is built once from an id list and the files on disk (datasets.md). Construction parses
+A dataset is built once from an id list and the files on disk (docs/datasets.md). Construction parses
 every annotation file and scans every folder once; ``__getitem__`` then only decodes the one image
-and the one audio file of its sample (method.md section 4, "Inputs"). Ids that are listed but whose
+and the one audio file of its sample (docs/method.md §4, "Inputs"). Ids that are listed but whose
 files are absent are kept in ``missing`` (with a reason) rather than silently dropped, so that every
-result can say "N evaluated of M listed" (evaluation.md section 7).
+result can say "N evaluated of M listed" (docs/evaluation.md §7).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def _strip_ext(token: str) -> str:
 def read_id_list(path: str | os.PathLike) -> list[str]:
     """Ids of an id list file, in file order, duplicates removed (first occurrence kept).
 
-    Formats (datasets.md): ``.txt`` one id per line (blank lines and ``#`` comments skipped);
+    Formats (docs/datasets.md): ``.txt`` one id per line (blank lines and ``#`` comments skipped);
     ``.csv`` the first column of each row, a header row tolerated (first cell one of HEADER_NAMES);
     ``.json`` a VGG-SS-style annotation list (the ``file`` of each entry). Known media extensions are
     stripped (``abc.jpg`` -> ``abc``). Raises DataError when the file is missing, unreadable or empty.
@@ -105,7 +105,7 @@ def write_id_list(path: str | os.PathLike, ids: Iterable[str]) -> Path:
 def split_ids(ids: Sequence[str], n_val: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """Split ids into (val, rest): ``n_val`` ids drawn without replacement by a seeded generator, both
     parts in the original order. For a validation list carved out of an annotated set, so that
-    checkpoints are never selected on the test ids (evaluation.md section 7)."""
+    checkpoints are never selected on the test ids (docs/evaluation.md §7)."""
     if not 0 < n_val < len(ids):
         raise DataError(f"validation size must be between 1 and {len(ids) - 1} "
                         f"(the list has {len(ids)} ids), got {n_val}")
@@ -227,14 +227,14 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 63-bit seed for one sample's random augmentation, a pure function of (seed, epoch, index).
 
     The same sample gets the same crop/flip/masks in the same epoch whatever the worker or process
-    that loads it (design.md habit 8).
+    that loads it (CONTRIBUTING.md, habit 8).
     """
     state = np.random.SeedSequence([seed & 0xFFFFFFFF, epoch & 0xFFFFFFFF, index & 0xFFFFFFFF]).generate_state(2)
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
 class AVDataset(Dataset):
-    """Image + audio samples of one split of one benchmark (data/ contract in docs/notes.md).
+    """Image + audio samples of one split of one benchmark (the data/ contract in CONTRIBUTING.md).
 
     ``__getitem__(i)`` returns ``{"id", "index", "image" (3, S, S), "spec" (1, 257, T)}`` plus the
     annotation fields of the benchmark (``gt_map`` (224, 224) float32 when the split is annotated), or
@@ -315,10 +315,10 @@ class AVDataset(Dataset):
         return random.Random(s), torch.Generator().manual_seed(s)
 
     def load_image(self, path: str, rng: random.Random | None) -> torch.Tensor:
-        """(3, S, S) model input: test_transform, or train_transform with ``rng`` (method.md 4, Image)."""
+        """(3, S, S) model input: test_transform, or train_transform with ``rng`` (docs/method.md §4, Image)."""
         from fnac import vision
 
-        img = vision.open_image(path)
+        img = vision.open_image(path, self.cfg.alpha)
         size = self.cfg.image_size
         if self.train:
             return vision.train_transform(img, size=size, rng=rng)
@@ -326,7 +326,7 @@ class AVDataset(Dataset):
 
     def load_spec(self, path: str, centre: float | None, gen: torch.Generator | None) -> torch.Tensor:
         """(1, 257, T) model input of the window of ``audio_duration`` s centred at ``centre``
-        (None = the clip's centre); training adds the masks of ``data.spec_mask`` (method.md 4, Audio)."""
+        (None = the clip's centre); training adds the masks of ``data.spec_mask`` (docs/method.md §4, Audio)."""
         from fnac import audio, media
 
         x, sr = media.read_audio(path, self.cfg.sample_rate)

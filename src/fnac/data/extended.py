@@ -1,10 +1,12 @@
-"""Extended Flickr / Extended VGG-SS (SLAVC; datasets.md and evaluation.md section 5).
+"""Extended Flickr / Extended VGG-SS (SLAVC; docs/datasets.md and docs/evaluation.md §5).
 
 The test split is the base benchmark's positives (its test list, with boxes) plus the negative rows of
 SLAVC's ``<set>_test_plus_silent.csv`` (header ``video,audio,label``): a row labelled
-``non-sounding`` pairs the image of ``video`` with the audio of ``audio`` (Flickr: another clip's
-audio; VGG-SS: clips with no visible source, ``video == audio``). Rows with any other label are extra
-positives. Every sample carries ``positive`` (bool) and ``gt_map`` (zeros for negatives).
+``non-sounding`` pairs the image of ``video`` with the audio of ``audio``. In the published files
+both kinds occur: Flickr's 250 negatives are each an image with another clip's audio; of VGG-SS's
+5,158, 4,779 pair a VGG-SS test image with the audio of a different test clip (``video != audio``)
+and 379 are same-id clips (``video == audio``) from outside the VGG-SS test list. Rows with any
+other label are extra positives. Every sample carries ``positive`` (bool) and ``gt_map`` (zeros for negatives).
 
 The csv is ``data.extended_list``, default ``<root>/<flickr|vggss>_test_plus_silent.csv`` then
 ``<root>/metadata/...``. A negative's id is ``video`` when that is unique, else ``video+audio``.

@@ -1,4 +1,4 @@
-"""Flickr-SoundNet (datasets.md, "Flickr-SoundNet").
+"""Flickr-SoundNet (docs/datasets.md, "Layouts, exactly").
 
 Files of an id are looked up, in this order, in:
 1. ``<root>/frames/<id>.jpg`` + ``<root>/audio/<id>.wav`` (the prepared training layout);

@@ -1,7 +1,7 @@
 """Per-sample annotations, parsed once when a dataset is built, turned into tensors per sample.
 
 Each target knows the file it came from (named in error messages) and returns the annotation fields
-of its sample: ``gt_map`` (224, 224) float32 (evaluation.md section 1) and, for AVSBench, ``mask``.
+of its sample: ``gt_map`` (224, 224) float32 (docs/evaluation.md §1) and, for AVSBench, ``mask``.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-GT_SIZE = 224  # ground-truth maps are always 224 x 224 (evaluation.md section 1)
+GT_SIZE = 224  # ground-truth maps are always 224 x 224 (docs/evaluation.md §1)
 
 
 def zeros_map() -> torch.Tensor:
@@ -21,7 +21,7 @@ def zeros_map() -> torch.Tensor:
 
 @dataclass(slots=True)
 class VggssBoxes:
-    """VGG-SS boxes [[x1, y1, x2, y2], ...] normalised to [0, 1]; binary union map (evaluation.md 1)."""
+    """VGG-SS boxes [[x1, y1, x2, y2], ...] normalised to [0, 1]; binary union map (docs/evaluation.md §1)."""
 
     boxes: list[list[float]]
     source: str  # the annotation JSON
@@ -36,7 +36,7 @@ class VggssBoxes:
 @dataclass(slots=True)
 class FlickrBoxes:
     """Flickr-SoundNet annotator boxes (xmin, ymin, xmax, ymax) in the 256 x 256 frame and the soft
-    consensus map of ``source`` (an XML file; evaluation.md section 1), both computed once when the
+    consensus map of ``source`` (an XML file; docs/evaluation.md §1), both computed once when the
     dataset is built (``from_xml``). The map is kept as uint8 2 * gt (values 0, 1, 2: 50 kB a sample)."""
 
     boxes: list[tuple[int, int, int, int]]
@@ -58,7 +58,7 @@ class FlickrBoxes:
 @dataclass(slots=True)
 class MaskFile:
     """An AVSBench mask PNG: nonzero pixels (binary masks and MS3's palette indices) are the object;
-    resized to 224 x 224 with nearest neighbour (evaluation.md section 1)."""
+    resized to 224 x 224 with nearest neighbour (docs/evaluation.md §1)."""
 
     source: str  # the PNG
 

@@ -1,4 +1,4 @@
-"""VGG-Sound training layout and the VGG-SS test set (datasets.md, "VGG-Sound / VGG-SS").
+"""VGG-Sound training layout and the VGG-SS test set (docs/datasets.md, "Layouts, exactly").
 
 Layout: ``<root>/frames/<id>.jpg`` (or ``.png``), ``<root>/audio/<id>.wav``. Id lists: ``.txt`` or
 ``.csv`` (see common.read_id_list); defaults ``<root>/{train,val,test}.txt`` (test also
@@ -53,7 +53,7 @@ def annotations_path(data_cfg: DataConfig) -> Path:
 def parse_vggss_json(path: str | Path) -> dict[str, VggssAnnotation]:
     """id -> boxes and class of a vggss.json-format file, validated once (structure errors name the
     entry). Boxes are kept as written, degenerate ones included: the metrics clip them
-    (evaluation.md 1) and ``fnac data check`` reports them (datasets.md)."""
+    (docs/evaluation.md §1) and ``fnac data check`` reports them (docs/datasets.md)."""
     p = Path(path)
     entries = _load_json(p)
     if not isinstance(entries, list):

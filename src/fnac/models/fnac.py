@@ -1,4 +1,4 @@
-"""FNAC's two encoders (method.md section 1). Features only: the losses live in fnac.losses.
+"""FNAC's two encoders (docs/method.md §1). Features only: the losses live in fnac.losses.
 
 Parameter names equal the authors' (``imgnet.*``, ``audnet.*``, ``img_proj.*``, ``aud_proj.*``), so their
 released checkpoints load into this module unchanged (see fnac.checkpoint).
@@ -150,7 +150,7 @@ def pair_maps(img: Tensor, aud: Tensor, tau: float) -> Tensor:
 
 
 class ObjectNet(nn.Module):
-    """The frozen ImageNet ResNet-18 of object-guided localization (method.md section 5): its object
+    """The frozen ImageNet ResNet-18 of object-guided localization (docs/method.md §5): its object
     map is the mean absolute layer4 activation over channels. Meaningless without ImageNet weights, so
     construction requires a weights file."""
 

@@ -72,7 +72,7 @@ class ResNet18Trunk(nn.Module):
 
 
 def reference_init_(module: nn.Module) -> None:
-    """The reference initialisation (method.md section 1): Kaiming-normal fan_out convs, truncated
+    """The reference initialisation (docs/method.md §1): Kaiming-normal fan_out convs, truncated
     normal (std 0.01) linear weights, BatchNorm weight ~ N(1, 0.02) and bias 0. Biases of conv and
     linear layers keep PyTorch's default."""
     for m in module.modules():
