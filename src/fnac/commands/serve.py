@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host):
         print(f"warning: binding to {args.host}: anyone who can reach this machine can upload videos",
               file=sys.stderr)
-    app = create_app(model, limits, workdir)
+    app = create_app(model, limits, workdir, checkpoint=args.checkpoint)
     print(f"fnac serve: open http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     # uvicorn stops gracefully on SIGINT / SIGTERM and then raises the signal again with the handler
     # that was in place before it started; SIGTERM's default would kill the process before the

@@ -46,6 +46,7 @@ ALLOWED_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1 << 16
 OUTPUT_TYPES = {"mp4": "video/mp4", "webm": "video/webm"}
+MAX_SMOOTH = 10.0  # seconds: the largest temporal smoothing window a page may ask for
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Job:
     dir: Path
     input: Path
     duration: float
+    smooth: float = 0.0  # seconds of temporal smoothing of the maps asked for by the page
     state: str = "queued"  # queued | running | done | error
     progress: float = 0.0
     error: str | None = None
@@ -190,14 +192,15 @@ class JobManager:
         try:
             result = inf.localize_video(self.model, job.input, every=lim.every, window=lim.window,
                                         batch_size=lim.batch_size, device=lim.device, progress=False,
-                                        on_progress=progress)
+                                        on_progress=progress, smooth=job.smooth)
             inf.write_overlay_video(result, job.dir / f"overlay.{lim.video_format}")
             doc = result.to_dict()
             doc["summary"]["video"] = job.filename
             doc["summary"]["warnings"] = [self._user_text(w, job) for w in doc["summary"]["warnings"]]
             inf.write_json(doc, job.dir / "result.json")
             job.summary = doc["summary"]
-            job.frames = [{"time": f["time"], "peak": f["peak"], "box": f["box"]} for f in doc["frames"]]
+            job.frames = [{"time": f["time"], "peak": f["peak"], "box": f["box"], "confidence": f["confidence"]}
+                          for f in doc["frames"]]
             job.progress = 1.0
             job.state = "done"
         except _Stopped:
@@ -227,8 +230,17 @@ class _Stopped(Exception):
     """Raised inside a running job when the server shuts down."""
 
 
-def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None):
-    """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None)."""
+def trained_on(model: FNAC) -> str | None:
+    """The data root the checkpoint was trained on (its run config), None when it does not say."""
+    data = getattr(getattr(model, "run_config", None), "data", None)
+    root = getattr(data, "root", None)
+    return str(root) if root else None
+
+
+def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None,
+               checkpoint: str | Path | None = None):
+    """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None, removed
+    when the app shuts down); `checkpoint` is the file the model came from (shown on the page)."""
     limits = limits or Limits()
     if limits.video_format not in OUTPUT_TYPES:
         raise FnacError(f"serve: video_format must be one of {sorted(OUTPUT_TYPES)}, got {limits.video_format!r}")
@@ -275,15 +287,21 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
             "accepted": list(ALLOWED_SUFFIXES),
             "image_size": inf.default_image_size(model),
             "video_type": OUTPUT_TYPES[limits.video_format],
+            "max_smooth": MAX_SMOOTH,
+            "checkpoint": {"file": Path(checkpoint).name if checkpoint else None,
+                           "trained_on": trained_on(model)},
         }
 
     @app.post("/api/jobs", status_code=202)
-    async def create_job(request: Request, filename: str = Query("", max_length=1000)):
+    async def create_job(request: Request, filename: str = Query("", max_length=1000),
+                         smooth: float = Query(0.0)):
         name = sanitize_filename(filename)
         suffix = Path(name).suffix.lower()
         if suffix not in ALLOWED_SUFFIXES:
             return error(415, f"{name}: unsupported file type {suffix or '(no extension)'}; "
                               f"upload a video ({', '.join(ALLOWED_SUFFIXES)})")
+        if not 0 <= smooth <= MAX_SMOOTH:  # also refuses NaN
+            return error(422, f"{name}: smoothing must be between 0 and {MAX_SMOOTH:g} seconds, got {smooth:g}")
         limit = limits.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -294,12 +312,12 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
                               "try again in a minute")
         held = [True]  # the place passes to the job when it is submitted
         try:
-            return await receive(request, name, suffix, held)
+            return await receive(request, name, suffix, held, smooth)
         finally:
             if held[0]:
                 manager.release()
 
-    async def receive(request: Request, name: str, suffix: str, held: list[bool]):
+    async def receive(request: Request, name: str, suffix: str, held: list[bool], smooth: float):
         limit = limits.max_upload_bytes
         jid, d = manager.new_dir()
         path = d / f"input{suffix}"
@@ -350,7 +368,7 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
         if problem:
             shutil.rmtree(d, ignore_errors=True)
             return error(*problem)
-        job = Job(id=jid, filename=name, dir=d, input=path, duration=mi.duration)
+        job = Job(id=jid, filename=name, dir=d, input=path, duration=mi.duration, smooth=float(smooth))
         held[0] = False
         manager.submit(job)
         return JSONResponse(job.public(), status_code=202)
