@@ -275,7 +275,7 @@ def format_report(report: dict[str, Any], max_items: int = 10) -> str:
     if a:
         lines.append(f"annotations [{a['file']}], all entries, media or not: {a['entries']} entries, "
                      f"{a['boxes']} boxes, {len(a['degenerate'])} degenerate, {len(a['out_of_range'])} outside "
-                     f"the frame, {len(a["no_valid_box"])} with no valid box")
+                     f"the frame, {len(a['no_valid_box'])} with no valid box")
         for key, text in (("degenerate", "degenerate boxes (x1 >= x2 or y1 >= y2)"),
                           ("out_of_range", "boxes outside the frame")):
             if a[key]:
