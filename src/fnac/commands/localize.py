@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     s = result.summary()
     print(f"{args.video}: {s['frames_localized']} frames localized (every {args.every} of {s['video_frames']}, "
-          f"{s['video_fps']:g} fps video, {s['window']:g} s audio windows at {s['sample_rate']} Hz)")
+          f"{s['video_fps']:g} fps video, {s['window']:g} s audio windows at {s['sample_rate']} Hz"
+          + (f", maps smoothed over {s['smooth']:g} s)" if s["smooth"] else ")"))
     print(f"speed: {s['fps_achieved']:.2f} frames/s on {args.device} ({s['elapsed_s']:.1f} s)")
     if score is not None:
         print(f"score vs {args.gt}: peak in the sounding object's box {100 * score['peak_in_box']:.2f}% "

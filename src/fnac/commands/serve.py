@@ -74,13 +74,17 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn stops gracefully on SIGINT / SIGTERM and then raises the signal again with the handler
     # that was in place before it started; SIGTERM's default would kill the process before the
     # temporary folder is removed, so that handler turns it into an exception.
-    old = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        old = signal.signal(signal.SIGTERM, _raise_stop)
+    except ValueError:  # not the main thread: uvicorn leaves signals alone there too
+        old = None
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     except (KeyboardInterrupt, _Stop):
         print("fnac serve: stopped", file=sys.stderr)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
