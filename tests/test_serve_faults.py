@@ -114,7 +114,7 @@ def _until(cond, polls: int = 200, pause: float = 0.05) -> bool:
     return cond()
 
 
-def test_fifth_concurrent_upload_is_refused_and_nothing_is_written(live, clip):
+def test_uploads_past_the_queue_bound_are_refused_and_nothing_is_written(live, clip):
     port, app, work = live(max_queue=4, body_timeout=20)
     data = clip.read_bytes()
     held = []
@@ -122,11 +122,12 @@ def test_fifth_concurrent_upload_is_refused_and_nothing_is_written(live, clip):
         for k in range(4):  # four uploads in progress: each has sent a part of its body
             held.append(_open_upload(port, len(data), data[:1000]))
             assert _until(lambda: len(_job_dirs(work)) == k + 1), f"upload {k + 1} was not started"
-        fifth = _open_upload(port, len(data), data[:1000])
-        code, body = _status(fifth)
-        fifth.close()
-        assert code == 429 and b"busy" in body
-        assert len(_job_dirs(work)) == 4  # nothing was written for the fifth
+        for _ in range(16):  # 20 uploads in all: the 5th to the 20th are refused at once
+            extra = _open_upload(port, len(data), data[:1000])
+            code, body = _status(extra)
+            extra.close()
+            assert code == 429 and b"busy with 4 other videos" in body
+        assert len(_job_dirs(work)) == 4  # nothing was written for the refused ones
         assert app.state.manager.active() == 4
     finally:
         for s in held:

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
     p.add_argument("--format", choices=("mp4", "webm"), default="mp4",
                    help="result video: mp4 (H.264 + AAC, default) or webm (VP9 + Opus)")
-    p.add_argument("--body-timeout", type=float, default=10.0,
+    p.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="drop an upload that sends nothing for this many seconds (408; default 10)")
     p.add_argument("--workdir", help="folder for uploads and results (default: a temporary folder, removed on "
                                      "exit, Ctrl-C or SIGTERM)")
