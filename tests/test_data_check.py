@@ -132,3 +132,32 @@ def test_data_split_cli(root, tmp_path_factory, capsys):
     main(["data", "split", str(root / "test.txt"), "--val-count", "3", "--seed", "1", "--out-dir", str(d / "again")])
     assert (d / "again" / "test_val.txt").read_text().split() == val  # seeded
     assert main(["data", "split", str(root / "test.txt"), "--val-count", "7"]) == 1
+
+
+def test_annotation_file_is_checked_without_any_media(tmp_path, capsys):
+    """All entries of the annotation file count, not only those whose media are present."""
+    (tmp_path / "test.txt").write_text("\n".join(TEST) + "\n")
+    (tmp_path / "annotations.json").write_text(json.dumps(
+        [{"file": i, "class": "c", "bbox": b} for i, b in BOXES.items()]))
+    r = check_dataset(DataConfig(root=str(tmp_path)))
+    a = r["annotations"]  # hand-counted from BOXES
+    assert a["file"] == str(tmp_path / "annotations.json")
+    assert (a["entries"], a["boxes"]) == (6, 7)
+    assert [x["id"] for x in a["degenerate"]] == ["t1_000001", "t2_000002", "t4_000004"]
+    assert [x["id"] for x in a["out_of_range"]] == ["t1_000001", "t3_000003"]
+    assert a["no_valid_box"] == ["t1_000001", "t4_000004", "t5_000005"]
+    assert r["splits"]["test"]["present"] == 0  # no media at all
+    assert main(["data", "check", f"data.root={tmp_path}", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "6 entries, 7 boxes, 3 degenerate, 2 outside the frame, 3 with no valid box" in out
+
+
+def test_annotation_file_alone_with_no_id_lists(tmp_path, capsys):
+    ann = tmp_path / "vggss.json"
+    ann.write_text(json.dumps([{"file": "a_000001.jpg", "class": "c", "bbox": [[0.5, 0.2, 0.4, 0.9]]},
+                               {"file": "b_000002", "class": "c", "bbox": [[0.1, 0.1, 0.9, 0.9]]}]))
+    assert main(["data", "check", f"data.root={tmp_path / 'nothing'}", f"data.annotations={ann}",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "2 entries, 2 boxes, 1 degenerate, 0 outside the frame, 1 with no valid box" in out
+    assert "a_000001: [0.5, 0.2, 0.4, 0.9]" in out

@@ -224,7 +224,7 @@ def test_stills_and_json(model, clips, tmp_path):
             assert im.size == (48, 32)
     doc = json.loads(write_json(r.to_dict(), tmp_path / "r.json").read_text())
     assert len(doc["frames"]) == 8
-    assert set(doc["frames"][0]) == {"index", "time", "peak", "box", "max_cos"}
+    assert set(doc["frames"][0]) == {"index", "time", "peak", "box", "max_cos", "confidence"}
     s = doc["summary"]
     assert s["frames_localized"] == 8 and s["video_fps"] == FPS and s["window"] == 1.0
     assert s["fps_achieved"] > 0
@@ -316,8 +316,9 @@ def test_cli_pair(checkpoint, tmp_path, capsys):
     with Image.open(tmp_path / "o" / "scene_overlay.png") as im:
         assert im.size == (60, 40)
     doc = json.loads((tmp_path / "o" / "scene.json").read_text())
-    assert doc["time"] == pytest.approx(1.0)  # the window is centred in the clip
-    assert set(doc) >= {"image", "audio", "peak", "box"}
+    assert doc["frames"][0]["time"] == pytest.approx(1.0)  # the window is centred in the clip
+    assert doc["summary"]["image"] == str(img) and doc["summary"]["audio"] == str(wav)
+    assert set(doc["frames"][0]) >= {"peak", "box", "confidence"}
 
 
 def test_pair_matches_video_frame(model, tmp_path):

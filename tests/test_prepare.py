@@ -168,3 +168,46 @@ def test_interrupted_write_leaves_no_outputs(videos, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert list((tmp_path / "out" / "frames").iterdir()) == []
     assert list((tmp_path / "out" / "audio").iterdir()) == []
+
+
+def test_every_input_file_is_prepared_failed_or_skipped_with_a_reason(videos, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for p in videos.iterdir():
+        (src / p.name).write_bytes(p.read_bytes())
+    media.write_wav(src / "sound.wav", tone(440.0, 1.0, 16000), 16000)
+    (src / "sound.wav").rename(src / "sound.m4a")  # an audio-only file
+    (src / ".DS_Store").write_bytes(b"\0" * 10)
+    (src / ".cache").mkdir()
+    (src / ".cache" / "x.mp4").write_bytes(b"x")
+    everything = {str(p) for p in src.iterdir()}  # 8 videos, notes.txt, sound.m4a, .DS_Store, .cache
+    assert len(everything) == 12
+    out = tmp_path / "out"
+    assert main(["prepare", str(src), str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    with open(out / "prepare_failures.csv", newline="") as f:
+        failed = {r[1] for r in list(csv.reader(f))[1:]}
+    with open(out / "prepare_skipped.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["file", "reason"]
+    skipped = {r[0]: r[1] for r in rows[1:]}
+    prepared = {str(src / f"{s}.{e}") for s, e in GOOD.items()}
+    assert len(prepared) == 4 and len(failed) == 4 and len(skipped) == 4
+    assert prepared | failed | set(skipped) == everything  # each file is accounted for, once
+    assert skipped[str(src / "sound.m4a")].startswith("not a video container (.m4a")
+    assert skipped[str(src / "notes.txt")].startswith("not a video container (.txt")
+    assert skipped[str(src / ".DS_Store")] == "hidden file"
+    assert skipped[str(src / ".cache")].startswith("hidden folder")
+    assert "4 of 8 clips ready" in text
+    assert "12 files in the input folder, 4 not used (2 not a video container, 1 hidden file, 1 hidden folder)" in text, text.splitlines()[0]
+
+
+def test_csv_mode_reports_videos_no_row_names(tmp_path):
+    src = tmp_path / "full"
+    media.write_video(src / "aaaaaaaaaaa.mp4", frames(4.0), FPS, audio=tone(500.0, 4.0, 16000), sample_rate=16000)
+    media.write_video(src / "bbbbbbbbbbb.mp4", frames(4.0), FPS, audio=tone(500.0, 4.0, 16000), sample_rate=16000)
+    table = tmp_path / "vggsound.csv"
+    table.write_text("aaaaaaaaaaa,0,dog,train\nbbbbbbbbbbb,0,cat,test\n")
+    rep = prepare(src, tmp_path / "out", csv_path=table, split="train", progress=False)
+    assert rep.clips == 1 and rep.files == 2
+    assert rep.ignored == [(str(src / "bbbbbbbbbbb.mp4"), "no CSV row of split 'train' names this video")]

@@ -62,6 +62,7 @@ class FrameResult:
     peak: tuple[float, float]  # (x, y) of the maximum of the 224 map (pixel centre)
     box: tuple[float, float, float, float]  # (x1, y1, x2, y2) of the region >= 0.5 around the peak
     max_cos: float  # largest cosine similarity in the map (raw max * tau)
+    confidence: float = 0.0  # (max - median) / standard deviation of the raw map (`map_confidence`)
 
     @property
     def map224(self) -> np.ndarray:
@@ -76,6 +77,7 @@ class FrameResult:
             "peak": [round(v, 5) for v in self.peak],
             "box": [round(v, 5) for v in self.box],
             "max_cos": round(self.max_cos, 5),
+            "confidence": round(self.confidence, 4),
         }
 
 
@@ -86,7 +88,7 @@ class VideoResult:
     path: str
     frames: list[FrameResult]
     fps: float  # the video's frame rate
-    n_frames: int  # frames in the video (decoded count when every == 1, else the container's)
+    n_frames: int  # frames decoded from the video (all of them, also those skipped by `every`)
     width: int
     height: int
     duration: float  # seconds (container)
@@ -97,6 +99,7 @@ class VideoResult:
     image_size: int
     elapsed: float  # seconds spent decoding and running the model
     warnings: list[str] = field(default_factory=list)
+    smooth: float = 0.0  # seconds of temporal smoothing of the maps (0 = none)
 
     @property
     def fps_achieved(self) -> float:
@@ -106,7 +109,10 @@ class VideoResult:
     def summary(self) -> dict[str, Any]:
         peaks = np.array([f.peak for f in self.frames], dtype=np.float64).reshape(-1, 2)
         return {
+            "input": "video",
             "video": self.path,
+            "image": None,
+            "audio": self.path,
             "frames_localized": len(self.frames),
             "video_frames": self.n_frames,
             "video_fps": round(self.fps, 4),
@@ -117,6 +123,7 @@ class VideoResult:
             "sample_rate": self.sample_rate,
             "every": self.every,
             "window": self.window,
+            "smooth": self.smooth,
             "image_size": self.image_size,
             "elapsed_s": round(self.elapsed, 3),
             "fps_achieved": round(self.fps_achieved, 3),
@@ -127,6 +134,52 @@ class VideoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "frames": [f.to_dict() for f in self.frames]}
+
+
+@dataclass
+class PairResult:
+    """Localization of a sound in a still image. Its JSON has the same shape as a video's
+    (docs/localize.md, "The JSON file"): the fields that only a video has are null."""
+
+    image: str
+    audio: str
+    frame: FrameResult
+    width: int  # of the image
+    height: int
+    audio_duration: float
+    sample_rate: int
+    window: float
+    image_size: int
+    elapsed: float
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "input": "image+audio",
+            "video": None,
+            "image": self.image,
+            "audio": self.audio,
+            "frames_localized": 1,
+            "video_frames": None,
+            "video_fps": None,
+            "width": self.width,
+            "height": self.height,
+            "duration": None,
+            "audio_duration": round(self.audio_duration, 4),
+            "sample_rate": self.sample_rate,
+            "every": None,
+            "window": self.window,
+            "smooth": 0.0,
+            "image_size": self.image_size,
+            "elapsed_s": round(self.elapsed, 3),
+            "fps_achieved": None,
+            "mean_peak": [round(float(v), 5) for v in self.frame.peak],
+            "peak_std": [0.0, 0.0],
+            "warnings": list(self.warnings),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "frames": [self.frame.to_dict()]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,8 +263,7 @@ def load_audio_checked(
     if seconds < window:
         msg = (f"{path}: the audio is {seconds:.2f} s long, shorter than the {window:g} s window: "
                "every window is the clip tiled from its start (the reference's rule)")
-        warnings.append(msg)
-        log.warning(msg)
+        warnings.append(msg)  # returned, not logged: the caller shows it once (or not, when quiet)
     return x, sr, warnings
 
 
@@ -232,6 +284,41 @@ def _maps(model: FNAC, images: torch.Tensor, specs: torch.Tensor) -> np.ndarray:
     return pair_maps(img, aud, model.tau).float().cpu().numpy()
 
 
+def map_confidence(raw: np.ndarray) -> float:
+    """How clearly the map's peak stands out: (max - median) / standard deviation of the raw map,
+    over its positions (NaN ignored); 0 for a flat map. Unchanged by the scale and offset of the map."""
+    m = np.asarray(raw, dtype=np.float64)
+    m = m[np.isfinite(m)]
+    if m.size == 0:
+        return 0.0
+    sd = float(m.std())
+    if not sd > 1e-12 * max(1.0, float(np.abs(m).max())):
+        return 0.0
+    return (float(m.max()) - float(np.median(m))) / sd
+
+
+def smooth_frames(frames: list[FrameResult], seconds: float, tau: float) -> list[FrameResult]:
+    """Temporal smoothing: each frame's raw map becomes the mean of the raw maps of the localized
+    frames whose times lie within +-seconds/2 of its time (fewer frames at the start and the end),
+    then its peak, box, max_cos and confidence are recomputed. seconds <= 0 returns the frames as they are."""
+    if not seconds or seconds <= 0 or len(frames) < 2:
+        return frames
+    times = np.array([f.time for f in frames], dtype=np.float64)
+    half = seconds / 2 + 1e-9
+    out: list[FrameResult] = []
+    acc = np.zeros(frames[0].map.shape, dtype=np.float64)
+    lo = hi = 0  # frames[lo:hi] are summed in acc
+    for i, f in enumerate(frames):
+        while hi < len(frames) and times[hi] <= times[i] + half:
+            acc += frames[hi].map
+            hi += 1
+        while times[lo] < times[i] - half:
+            acc -= frames[lo].map
+            lo += 1
+        out.append(frame_result(f.index, f.time, (acc / (hi - lo)).astype(np.float32), tau))
+    return out
+
+
 def frame_result(index: int, t: float, raw: np.ndarray, tau: float) -> FrameResult:
     """Peak and box of one raw map (evaluated on the 224 min-max map)."""
     m224 = loc.minmax(loc.upsample(raw, MAP_SIZE, "bicubic"))
@@ -244,6 +331,7 @@ def frame_result(index: int, t: float, raw: np.ndarray, tau: float) -> FrameResu
         peak=((pb.x + 0.5) / s, (pb.y + 0.5) / s),
         box=(pb.x0 / s, pb.y0 / s, pb.x1 / s, pb.y1 / s),
         max_cos=float(np.nanmax(raw)) * float(tau),
+        confidence=map_confidence(raw),
     )
 
 
@@ -285,14 +373,18 @@ def localize_video(
     allow_silent: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     max_seconds: float = MAX_VIDEO_SECONDS,
+    smooth: float = 0.0,
 ) -> VideoResult:
     """Localize the sound in every `every`-th frame of a video.
 
     Frame at time t -> audio window of `window` s centred on t (tiled when the clip is shorter than
     the window). image_size None = the checkpoint's data.image_size, else 224; sample_rate None = the
     checkpoint's data.sample_rate when > 0, else the file's native rate. on_progress(done, total)
-    is called after each batch (total is an estimate from the container).
+    is called after each batch (total is an estimate from the container). smooth > 0 averages each
+    frame's map with those of the localized frames within +-smooth/2 seconds (`smooth_frames`).
     """
+    if not (math.isfinite(smooth) and smooth >= 0):
+        raise ValueError(f"smooth must be a number of seconds >= 0, got {smooth}")
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     if batch_size < 1:
@@ -311,8 +403,9 @@ def localize_video(
     bar = tqdm(total=total or None, desc="localize", unit="frame", disable=not progress, leave=False)
     frames: list[FrameResult] = []
     last_index = -1
+    counts: dict[str, int] = {}
     try:
-        for batch in _batches(iter_video_frames_checked(path, every), batch_size):
+        for batch in _batches(iter_video_frames_checked(path, every, counts), batch_size):
             idx = [b[0] for b in batch]
             times = [b[1] for b in batch]
             images = torch.stack([vision.test_transform(b[2], size) for b in batch]).to(device)  # (B, 3, S, S)
@@ -326,23 +419,25 @@ def localize_video(
                 on_progress(len(frames), max(total, len(frames)))
     finally:
         bar.close()
+    frames = smooth_frames(frames, smooth, model.tau)
     elapsed = time.perf_counter() - t0
-    n_frames = last_index + 1 if every == 1 else max(info.n_frames, last_index + 1)
+    n_frames = counts.get("decoded", last_index + 1)  # frames decoded, not the container's estimate
     return VideoResult(
         path=path, frames=frames, fps=info.fps, n_frames=n_frames, width=info.width, height=info.height,
         duration=info.duration, audio_duration=x.shape[0] / sr, sample_rate=sr, every=every,
-        window=float(window), image_size=size, elapsed=elapsed, warnings=warnings,
+        window=float(window), image_size=size, elapsed=elapsed, warnings=warnings, smooth=float(smooth),
     )
 
 
-def iter_video_frames_checked(path: str, every: int = 1) -> Iterator[tuple[int, float, Image.Image]]:
+def iter_video_frames_checked(path: str, every: int = 1, counts: dict | None = None
+                              ) -> Iterator[tuple[int, float, Image.Image]]:
     """media.iter_video_frames; any decoder failure surfaces as MediaError naming the file."""
     try:
-        yield from media.iter_video_frames(path, every)
+        yield from media.iter_video_frames(path, every, counts)
     except MediaError:
         raise
     except (OSError, ValueError, RuntimeError) as e:
-        raise MediaError(f"{path}: cannot decode the video ({type(e).__name__}: {e})") from None
+        raise MediaError(f"{path}: cannot decode the video ({media._short(e)})") from None
 
 
 def _batches(it: Iterator, n: int) -> Iterator[list]:
@@ -367,17 +462,37 @@ def localize_pair(
     allow_silent: bool = False,
 ) -> FrameResult:
     """Localize the sound of an audio file (window centred in the clip, the reference's test-time
-    input) in a still image. `audio_path` may be any file with an audio track (wav, flac, mp4, ...)."""
+    input) in a still image. `audio_path` may be any file with an audio track (wav, flac, mp4, ...).
+    The frame only; `localize_pair_result` also returns the settings and warnings."""
+    return localize_pair_result(model, image_path, audio_path, window, device, image_size, sample_rate,
+                                allow_silent).frame
+
+
+def localize_pair_result(
+    model: FNAC,
+    image_path: str | os.PathLike,
+    audio_path: str | os.PathLike,
+    window: float = 3.0,
+    device: str = "cpu",
+    image_size: int | None = None,
+    sample_rate: int | None = None,
+    allow_silent: bool = False,
+) -> PairResult:
+    """`localize_pair` with what a report needs: image size, audio length and rate, warnings."""
     size = int(image_size or default_image_size(model))
     sr_req = default_sample_rate(model) if sample_rate is None else int(sample_rate)
+    t0 = time.perf_counter()
     img = vision.open_image(image_path, default_alpha(model))
-    x, sr, _ = load_audio_checked(audio_path, window, sr_req, allow_silent)
+    x, sr, warnings = load_audio_checked(audio_path, window, sr_req, allow_silent)
     model = model.to(device).eval()
     centre = x.shape[0] / sr / 2.0
     images = vision.test_transform(img, size).unsqueeze(0).to(device)  # (1, 3, S, S)
     specs = audio_batch(x, sr, [centre], window, device)  # (1, 1, 257, T)
     raw = _maps(model, images, specs)[0]  # (h, w)
-    return frame_result(0, centre, raw, model.tau)
+    fr = frame_result(0, centre, raw, model.tau)
+    return PairResult(image=str(image_path), audio=str(audio_path), frame=fr, width=img.width, height=img.height,
+                      audio_duration=x.shape[0] / sr, sample_rate=sr, window=float(window), image_size=size,
+                      elapsed=time.perf_counter() - t0, warnings=warnings)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -77,8 +78,18 @@ def _open_input(p: Path):
         raise MediaError(f"{p}: cannot open as a media file ({_short(e)})") from e
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
+
+
 def _short(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
+    """The reason in words: FFmpeg's and the OS's error numbers (``[Errno 1094995529]``) and the
+    file name they repeat are dropped, e.g. "invalid data found when processing input"."""
+    words = getattr(e, "strerror", None)
+    if isinstance(words, str) and words.strip():
+        text = words.strip()
+        text = text[0].lower() + text[1:] if text[1:2].islower() else text
+    else:
+        text = _ERRNO.sub("", str(e)).strip() or type(e).__name__
     return text if len(text) < 200 else text[:200] + "..."
 
 
@@ -261,11 +272,13 @@ def _probe(p: Path) -> MediaInfo:
     return info
 
 
-def iter_video_frames(path: PathLike, every: int = 1) -> Iterator[tuple[int, float, Image.Image]]:
+def iter_video_frames(path: PathLike, every: int = 1, counts: dict | None = None
+                      ) -> Iterator[tuple[int, float, Image.Image]]:
     """Yield ``(index, time_s, RGB image)`` for every ``every``-th decoded frame of the first video stream.
 
     ``time_s`` is the frame's presentation time relative to the stream's start (index / fps when the
-    file has no timestamps).
+    file has no timestamps). When the stream has been read to its end, ``counts["decoded"]`` (if a
+    dict is given) is the number of frames decoded, skipped ones included.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
@@ -294,6 +307,8 @@ def iter_video_frames(path: PathLike, every: int = 1) -> Iterator[tuple[int, flo
             raise MediaError(f"{p}: video is corrupt or cannot be decoded at frame {index} ({_short(e)})") from e
     if index < 0:
         raise MediaError(f"{p}: video track contains no frames")
+    if counts is not None:
+        counts["decoded"] = index + 1
 
 
 def read_frame_at(path: PathLike, t: float | None = None) -> Image.Image:

@@ -12,8 +12,10 @@ For every clip: ``<out>/frames/<id>.jpg`` (the middle frame of the clip, or the 
 
 The run is parallel over processes, resumable (ids whose two outputs exist are skipped), and atomic
 per file (written under a hidden temporary name, then renamed), so an interrupted run leaves no half
-files. Clips that cannot be prepared are listed in ``<out>/prepare_failures.csv`` (id, file, reason);
-the ids of all prepared clips go to ``<out>/<list_name>``.
+files. Clips that cannot be prepared are listed in ``<out>/prepare_failures.csv`` (id, file, reason),
+every other file of the input folder that is not used (not a video container, hidden, not named by
+the CSV) in ``<out>/prepare_skipped.csv`` (file, reason); the ids of all prepared clips go to
+``<out>/<list_name>``.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ log = logging.getLogger("fnac.prepare")
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv")
 CLIP_SECONDS = 10.0  # VGG-Sound: a clip is the 10 s from start_seconds
 FAILURES_NAME = "prepare_failures.csv"
+SKIPPED_NAME = "prepare_skipped.csv"  # inputs that are not clips: (file, reason)
 _CLIP_ID = re.compile(r"^(.+)_(\d{1,6})$")
 _TMP = re.compile(r"^\..+\.\d+\.tmp\.(jpg|wav)$")
 
@@ -60,12 +63,24 @@ class PrepareReport:
     no_video: int = 0  # CSV rows whose video file is not in the input folder
     list_path: str = ""
     failures_path: str = ""
+    files: int = 0  # entries found in the input folder (files, plus hidden folders)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) of inputs not used
+    ignored_path: str = ""
 
     def summary(self) -> str:
         text = (f"{self.prepared + self.skipped} of {self.clips} clips ready in {self.out_dir} "
                 f"({self.prepared} prepared now, {self.skipped} already done, {len(self.failures)} failed)")
         if self.no_video:
             text += f"; {self.no_video} CSV rows have no video file"
+        if self.files:
+            text += f"; {self.files} files in the input folder, {len(self.ignored)} not used"
+            if self.ignored:
+                reasons: dict[str, int] = {}
+                for _, r in self.ignored:
+                    key = r.split(" (")[0].split(":")[0]
+                    reasons[key] = reasons.get(key, 0) + 1
+                order = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+                text += " (" + ", ".join(f"{n} {k}" for k, n in order) + ")"
         return text
 
 
@@ -78,13 +93,32 @@ def clip_id_of(stem: str) -> str:
     return f"{m.group(1)}_{int(m.group(2)):06d}" if m else stem
 
 
-def _video_files(folder: Path) -> Iterator[Path]:
-    """Video files under ``folder`` (recursive, sorted, hidden files skipped)."""
+AUDIO_EXTS = (".m4a", ".mp3", ".wav", ".flac", ".ogg", ".opus", ".aac", ".wma")
+
+
+def _video_files(folder: Path, skipped: list[tuple[str, str]] | None = None) -> Iterator[Path]:
+    """Video files under ``folder`` (recursive, sorted). Every other entry is appended to ``skipped``
+    as (file, reason): hidden files and folders, audio-only files, other files."""
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames.sort()
+        for d in [d for d in dirnames if d.startswith(".")]:
+            if skipped is not None:
+                skipped.append((str(Path(dirpath) / d), "hidden folder: not searched"))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTS:
+            ext = os.path.splitext(name)[1].lower()
+            if not name.startswith(".") and ext in VIDEO_EXTS:
                 yield Path(dirpath) / name
+            elif skipped is not None:
+                skipped.append((str(Path(dirpath) / name), _skip_reason(name, ext)))
+
+
+def _skip_reason(name: str, ext: str) -> str:
+    if name.startswith("."):
+        return "hidden file"
+    if ext in AUDIO_EXTS:
+        return f"not a video container ({ext}: sound only, no picture)"
+    return f"not a video container ({ext or 'no extension'}; videos: {', '.join(VIDEO_EXTS)})"
 
 
 def _read_vggsound_csv(path: Path, split: str | None) -> list[tuple[str, float]]:
@@ -113,11 +147,14 @@ def _read_vggsound_csv(path: Path, split: str | None) -> list[tuple[str, float]]
 
 
 def find_clips(input_dir: str | os.PathLike, csv_path: str | os.PathLike | None = None,
-               split: str | None = None) -> tuple[list[Clip], list[tuple[str, str, str]], int]:
+               split: str | None = None, skipped: list[tuple[str, str]] | None = None
+               ) -> tuple[list[Clip], list[tuple[str, str, str]], int]:
     """Clips of the inputs (see the module docstring).
 
     Returns (clips, problems, no_video): problems are (id, file, reason) rows for inputs that cannot
-    be used (duplicate ids); no_video counts CSV rows whose video is not in ``input_dir``.
+    be used (duplicate ids); no_video counts CSV rows whose video is not in ``input_dir``. Every
+    other entry of the folder that is not used is appended to ``skipped`` as (file, reason): not a
+    video container, hidden, or (with a CSV) a video that no selected CSV row names.
     """
     folder = Path(input_dir)
     if not folder.is_dir():
@@ -125,7 +162,7 @@ def find_clips(input_dir: str | os.PathLike, csv_path: str | os.PathLike | None 
     by_stem: dict[str, str] = {}
     problems: list[tuple[str, str, str]] = []
     clips: list[Clip] = []
-    for f in _video_files(folder):
+    for f in _video_files(folder, skipped):
         key = f.stem if csv_path else clip_id_of(f.stem)
         if key in by_stem:
             problems.append((key, str(f), f"duplicate id (also {by_stem[key]}); this file was not used"))
@@ -150,6 +187,10 @@ def find_clips(input_dir: str | os.PathLike, csv_path: str | os.PathLike | None 
             clips.append(Clip(cid, by_stem[ytid], float(start), CLIP_SECONDS))
         else:
             no_video += 1
+    if skipped is not None:
+        used = {c.src for c in clips}
+        why = f"no CSV row{f' of split {split!r}' if split else ''} names this video"
+        skipped.extend((v, why) for v in by_stem.values() if v not in used)
     return clips, problems, no_video
 
 
@@ -288,8 +329,13 @@ def prepare(
     stale = _clean_tmp(out)
     if stale:
         log.info("removed %d temporary files left by an interrupted run", stale)
-    clips, problems, no_video = find_clips(input_dir, csv_path, split)
-    report = PrepareReport(str(out), clips=len(clips), no_video=no_video)
+    ignored: list[tuple[str, str]] = []
+    clips, problems, no_video = find_clips(input_dir, csv_path, split, skipped=ignored)
+    out_abs = out.resolve()  # the output folder may sit inside the input folder: not an input
+    ignored = [(f, r) for f, r in ignored if not _inside(Path(f), out_abs)]
+    used = {c.src for c in clips}
+    report = PrepareReport(str(out), clips=len(clips), no_video=no_video, ignored=ignored,
+                           files=len(used) + len(problems) + len(ignored))
     report.failures.extend(problems)
     todo = [c for c in clips if not all(p.is_file() for p in output_paths(out, c.id))]
     report.skipped = len(clips) - len(todo)
@@ -315,5 +361,20 @@ def prepare(
         w.writerow(["id", "file", "reason"])
         w.writerows(report.failures)
     os.replace(tmp, report.failures_path)
+    report.ignored_path = str(out / SKIPPED_NAME)
+    tmp = out / f".{SKIPPED_NAME}.{os.getpid()}.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "reason"])
+        w.writerows(report.ignored)
+    os.replace(tmp, report.ignored_path)
     log.info("%s", report.summary())
     return report
+
+
+def _inside(p: Path, folder: Path) -> bool:
+    try:
+        p.resolve().relative_to(folder)
+        return True
+    except ValueError:
+        return False

@@ -30,7 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity in the overlays (default 0.5)")
     p.add_argument("--allow-silent", action="store_true", help="localize even when the audio is silent")
     p.add_argument("--gt", help="per-frame ground truth of a synthetic clip (clips/<name>.json): print the score")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="SECONDS",
+                   help="average each frame's map with those of the localized frames within +-SECONDS/2 "
+                        "(steadier peak on real clips; default 0 = off)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on the terminal "
+                                                        "(warnings stay in the JSON)")
     p.add_argument("--max-seconds", type=float, default=3600.0,
                    help="refuse clips longer than this (the audio is decoded into memory; 0 = no limit)")
 
@@ -46,6 +50,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.window is not None and not args.window > 0:
         raise ConfigError(f"--window must be > 0 seconds, got {args.window}")
+    if not (args.smooth >= 0 and args.smooth < float("inf")):
+        raise ConfigError(f"--smooth must be a number of seconds >= 0, got {args.smooth}")
+    if args.smooth and not args.video:
+        raise ConfigError("--smooth averages the maps of neighbouring frames: give a VIDEO")
     if args.stills < 0:
         raise ConfigError(f"--stills must be >= 0, got {args.stills}")
     if not 0 <= args.alpha <= 1:
@@ -70,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("fnac_localize") / Path(args.video).stem
     result = inf.localize_video(model, args.video, every=args.every, window=window, batch_size=args.batch_size,
                                 device=args.device, progress=not args.quiet, allow_silent=args.allow_silent,
-                                max_seconds=args.max_seconds)
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+                                max_seconds=args.max_seconds, smooth=args.smooth)
+    _warn(args, result.warnings)
     stem = Path(args.video).stem
     outputs: list[Path] = []
     doc = result.to_dict()
@@ -87,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     s = result.summary()
     print(f"{args.video}: {s['frames_localized']} frames localized (every {args.every} of {s['video_frames']}, "
-          f"{s['video_fps']:g} fps video, {s['window']:g} s audio windows at {s['sample_rate']} Hz)")
+          f"{s['video_fps']:g} fps video, {s['window']:g} s audio windows at {s['sample_rate']} Hz"
+          + (f", maps smoothed over {s['smooth']:g} s)" if s["smooth"] else ")"))
     print(f"speed: {s['fps_achieved']:.2f} frames/s on {args.device} ({s['elapsed_s']:.1f} s)")
     if score is not None:
         print(f"score vs {args.gt}: peak in the sounding object's box {100 * score['peak_in_box']:.2f}% "
@@ -103,15 +111,23 @@ def _run_pair(args: argparse.Namespace, model, window: float) -> int:
     from fnac import inference as inf
 
     out = Path(args.out) if args.out else Path("fnac_localize") / Path(args.image).stem
-    fr = inf.localize_pair(model, args.image, args.audio, window=window, device=args.device,
-                           allow_silent=args.allow_silent)
+    res = inf.localize_pair_result(model, args.image, args.audio, window=window, device=args.device,
+                                   allow_silent=args.allow_silent)
+    _warn(args, res.warnings)
+    fr = res.frame
     stem = Path(args.image).stem
     png = inf.write_pair_overlay(fr, args.image, out / f"{stem}_overlay.png", alpha=args.alpha)
-    doc = {"image": args.image, "audio": args.audio, "window": window, **fr.to_dict()}
-    js = inf.write_json(doc, out / f"{stem}.json")
+    js = inf.write_json(res.to_dict(), out / f"{stem}.json")  # the same shape as a video's JSON
     print(f"{args.image} + {args.audio}: peak at x={fr.peak[0]:.3f}, y={fr.peak[1]:.3f} (normalised), box "
           + json.dumps([round(v, 3) for v in fr.box]))
     print("outputs:")
     for p in (png, js):
         print(f"  {p}")
     return 0
+
+
+def _warn(args: argparse.Namespace, warnings: list[str]) -> None:
+    """Each warning once on stderr, none with --quiet (they are in the JSON either way)."""
+    if not args.quiet:
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)

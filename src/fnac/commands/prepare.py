@@ -10,7 +10,8 @@ HELP = "extract the middle frame and 16 kHz mono audio of each clip into frames/
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input",
                         help="folder of clip files <ytid>_<start>.<ext>, or of full videos <ytid>.<ext> with --csv")
-    parser.add_argument("out", help="output folder (gets frames/, audio/, the id list and prepare_failures.csv)")
+    parser.add_argument("out", help="output folder (gets frames/, audio/, the id list, prepare_failures.csv and "
+                             "prepare_skipped.csv)")
     parser.add_argument("--csv", default=None,
                         help="VGG-Sound CSV (ytid,start_seconds,label,split): cut 10 s clips from full videos")
     parser.add_argument("--split", default=None, help="with --csv: only rows of this split (e.g. train, test)")
@@ -39,4 +40,6 @@ def run(args: argparse.Namespace) -> int:
             reasons[key] = reasons.get(key, 0) + 1
         print("failures: " + ", ".join(f"{n} {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
               + f" (details in {report.failures_path})")
+    if report.ignored:
+        print(f"not used: {len(report.ignored)} files of the input folder (reasons in {report.ignored_path})")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
     p.add_argument("--format", choices=("mp4", "webm"), default="mp4",
                    help="result video: mp4 (H.264 + AAC, default) or webm (VP9 + Opus)")
-    p.add_argument("--workdir", help="folder for uploads and results (default: a temporary folder, removed on exit)")
+    p.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="drop an upload that sends nothing for this many seconds (408; default 10)")
+    p.add_argument("--workdir", help="folder for uploads and results (default: a temporary folder, removed on "
+                                     "exit, Ctrl-C or SIGTERM)")
 
 
 def _is_loopback(host: str) -> bool:
@@ -49,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-upload-mb and --max-seconds must be > 0")
     if args.every < 1 or args.batch_size < 1:
         raise ConfigError("--every and --batch-size must be >= 1")
+    if not args.body_timeout > 0:
+        raise ConfigError(f"--body-timeout must be > 0 seconds, got {args.body_timeout}")
     try:
         import uvicorn
     except ImportError:
@@ -56,17 +62,37 @@ def run(args: argparse.Namespace) -> int:
     model = inf.load_model(args.checkpoint, device=args.device)
     window = args.window if args.window is not None else inf.default_window(model)
     limits = Limits(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, every=args.every,
-                    window=window, batch_size=args.batch_size, device=args.device, video_format=args.format)
+                    window=window, batch_size=args.batch_size, device=args.device, video_format=args.format,
+                    body_timeout=args.body_timeout)
     tmp = None
     workdir = Path(args.workdir) if args.workdir else Path(tmp := tempfile.mkdtemp(prefix="fnac-serve-"))
     if not _is_loopback(args.host):
         print(f"warning: binding to {args.host}: anyone who can reach this machine can upload videos",
               file=sys.stderr)
-    app = create_app(model, limits, workdir)
+    app = create_app(model, limits, workdir, checkpoint=args.checkpoint)
     print(f"fnac serve: open http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    # uvicorn stops gracefully on SIGINT / SIGTERM and then raises the signal again with the handler
+    # that was in place before it started; SIGTERM's default would kill the process before the
+    # temporary folder is removed, so that handler turns it into an exception.
+    try:
+        old = signal.signal(signal.SIGTERM, _raise_stop)
+    except ValueError:  # not the main thread: uvicorn leaves signals alone there too
+        old = None
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    except (KeyboardInterrupt, _Stop):
+        print("fnac serve: stopped", file=sys.stderr)
     finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+class _Stop(Exception):
+    """SIGTERM, once uvicorn has shut down."""
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop()

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from fnac.config import DataConfig
 from fnac.data.common import SPLITS, AVDataset, Entry, read_id_list, write_id_list
 from fnac.data.targets import FlickrBoxes, MaskFile, VggssBoxes
@@ -58,6 +60,56 @@ def _check_boxes(ds: AVDataset) -> dict[str, Any]:
         if float(t.fields()["gt_map"].sum()) == 0.0:
             out["no_valid_box"].append(e.id)
     return out
+
+
+def _box_stats(items, out: dict[str, Any]) -> dict[str, Any]:
+    """Fill the box counts of ``out`` from (id, boxes, frame, gt_map) tuples (gt_map: the
+    ground-truth map the metric sees)."""
+    for sid, boxes, frame, gt in items:
+        out["entries"] += 1
+        out["boxes"] += len(boxes)
+        for b in boxes:
+            why = box_problems(b, frame)
+            item = {"id": sid, "box": [float(v) for v in b]}
+            if "degenerate" in why:
+                out["degenerate"].append(item)
+            if "out of range" in why:
+                out["out_of_range"].append(item)
+        if float(np.asarray(gt).sum()) == 0.0:
+            out["no_valid_box"].append(sid)
+    return out
+
+
+def check_annotations(data_cfg: DataConfig) -> dict[str, Any] | None:
+    """Box problems over every entry of the dataset's annotation file (VGG-SS JSON) or folder
+    (Flickr XML), whether or not the media are present: the file can be vetted before downloading
+    anything. None for datasets without box annotations; DataError when the annotations cannot be
+    found or parsed."""
+    from fnac import metrics
+
+    out: dict[str, Any] = {"file": "", "entries": 0, "boxes": 0, "degenerate": [], "out_of_range": [],
+                           "no_valid_box": []}
+    if data_cfg.dataset in ("vggss", "extended_vggss"):
+        from fnac.data.vggss import annotations_path, parse_vggss_json
+
+        path = annotations_path(data_cfg)
+        ann = parse_vggss_json(path)
+        out["file"] = str(path)
+        return _box_stats(((i, a.boxes, 1.0, metrics.gt_map_vggss(a.boxes)) for i, a in ann.items()), out)
+    if data_cfg.dataset in ("flickr", "extended_flickr"):
+        from fnac.data.flickr import annotation_index
+
+        xmls, where = annotation_index(data_cfg)
+        if not xmls:
+            raise DataError(f"no Flickr annotation files (<id>.xml) in {where}")
+        out["file"] = where
+
+        def items():
+            for i, x in sorted(xmls.items()):
+                yield i, metrics.parse_flickr_xml(x), FLICKR_FRAME, metrics.gt_map_flickr(x)
+
+        return _box_stats(items(), out)
+    return None
 
 
 def _decode(e: Entry) -> str | None:
@@ -153,14 +205,21 @@ def check_dataset(
     For each split (default: every split whose list exists): ids listed / present / missing (with
     reasons) / excluded, files that are empty (or, with ``deep``, that fail to decode), and for
     annotated splits degenerate boxes (x1 >= x2 or y1 >= y2), out-of-range boxes and samples with no
-    valid box (empty ground-truth map). Overlap: test ids also in the training list, from
+    valid box (empty ground-truth map). The same box counts over every entry of the annotation file
+    itself, media or not, are under ``annotations`` (``check_annotations``). Overlap: test ids also in the training list, from
     ``train_list``/``test_list`` or the config's lists; ``overlap_out`` writes them as an id list
     usable as ``data.exclude_list``.
     """
     from fnac.data import build_dataset
 
-    report: dict[str, Any] = {"dataset": data_cfg.dataset, "root": data_cfg.root, "splits": {}, "skipped": {},
-                              "overlap": None}
+    report: dict[str, Any] = {"dataset": data_cfg.dataset, "root": data_cfg.root, "annotations": None,
+                              "splits": {}, "skipped": {}, "overlap": None}
+    try:
+        report["annotations"] = check_annotations(data_cfg)
+    except DataError as e:
+        if data_cfg.annotations:  # the file the user named must be there and parse
+            raise
+        report["skipped"]["annotations"] = str(e)
     explicit = splits is not None and len(splits) > 0
     for split in (splits if explicit else SPLITS):
         try:
@@ -184,7 +243,7 @@ def check_dataset(
         if overlap_out:
             write_id_list(overlap_out, ov)
             report["overlap"]["written_to"] = str(Path(overlap_out))
-    if not report["splits"] and report["overlap"] is None:
+    if not report["splits"] and report["overlap"] is None and report["annotations"] is None:
         why = "; ".join(f"{k}: {v}" for k, v in report["skipped"].items())
         raise DataError(f"nothing to check for dataset {data_cfg.dataset!r} at {data_cfg.root} ({why})")
     return report
@@ -211,6 +270,22 @@ def format_report(report: dict[str, Any], max_items: int = 10) -> str:
 
     def more(n: int) -> str:
         return f"  ... and {n - max_items} more" if n > max_items else ""
+
+    a = report.get("annotations")
+    if a:
+        lines.append(f"annotations [{a['file']}], all entries, media or not: {a['entries']} entries, "
+                     f"{a['boxes']} boxes, {len(a['degenerate'])} degenerate, {len(a['out_of_range'])} outside "
+                     f"the frame, {len(a['no_valid_box'])} with no valid box")
+        for key, text in (("degenerate", "degenerate boxes (x1 >= x2 or y1 >= y2)"),
+                          ("out_of_range", "boxes outside the frame")):
+            if a[key]:
+                lines.append(f"  {text}:")
+                lines += [f"    {x['id']}: {x['box']}" for x in a[key][:max_items]]
+                if more(len(a[key])):
+                    lines.append("  " + more(len(a[key])))
+        if a["no_valid_box"]:
+            lines.append(f"  no valid box (these would score 0 cIoU): {', '.join(a['no_valid_box'][:max_items])}"
+                         + more(len(a["no_valid_box"])))
 
     for split, r in report["splits"].items():
         lines.append(f"{split}: {r['present']} of {r['listed']} listed ids present [{r['list']}]"

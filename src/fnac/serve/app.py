@@ -2,7 +2,10 @@
 
 `create_app(model, limits, workdir)` builds the FastAPI app (tests drive it with starlette's
 TestClient). Uploads arrive as the raw request body (`POST /api/jobs?filename=NAME`), are streamed to
-disk and cut off past the size limit (413); the extension and a probe of the file decide whether it
+disk and cut off past the size limit (413) or when the client stops sending for `body_timeout`
+seconds (408, the partial file deleted); a place in the queue is taken before the body is read, so
+at most `max_queue` uploads and jobs are in flight and the next one gets 429 with nothing written;
+the extension and a probe of the file decide whether it
 is a video with sound (415 / 422); the duration is checked from the probe before anything is
 decoded. One worker thread runs the same localization as `fnac localize` (`fnac.inference`), one job
 at a time; the page polls `GET /api/jobs/{id}` and then plays `GET /api/jobs/{id}/overlay.mp4`.
@@ -10,6 +13,7 @@ Errors are JSON: {"error": "..."}.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import shutil
@@ -42,6 +46,7 @@ ALLOWED_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1 << 16
 OUTPUT_TYPES = {"mp4": "video/mp4", "webm": "video/webm"}
+MAX_SMOOTH = 10.0  # seconds: the largest temporal smoothing window a page may ask for
 
 
 @dataclass
@@ -55,8 +60,9 @@ class Limits:
     batch_size: int = 16
     device: str = "cpu"
     video_format: str = "mp4"  # result container: "mp4" (H.264 + AAC) or "webm" (VP9 + Opus)
-    max_queue: int = 4  # jobs waiting or running; more get 429
-    keep_jobs: int = 8  # finished jobs kept (files and all); older ones are deleted
+    max_queue: int = 4  # uploads in progress plus jobs waiting or running; more get 429
+    keep_jobs: int = 8  # finished jobs kept (files and all); older ones are deleted as jobs finish
+    body_timeout: float = 10.0  # seconds an upload may send nothing before it is dropped (408)
     max_pixels: int = inf.MAX_VIDEO_PIXELS  # larger frames are refused from the probe (413)
 
     @property
@@ -86,6 +92,7 @@ class Job:
     dir: Path
     input: Path
     duration: float
+    smooth: float = 0.0  # seconds of temporal smoothing of the maps asked for by the page
     state: str = "queued"  # queued | running | done | error
     progress: float = 0.0
     error: str | None = None
@@ -114,10 +121,28 @@ class JobManager:
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnac-localize")
+        self.uploading = 0  # places taken by uploads still being received or checked
+        self.closing = threading.Event()
 
     def active(self) -> int:
         with self.lock:
-            return sum(j.state in ("queued", "running") for j in self.jobs.values())
+            return self._active()
+
+    def _active(self) -> int:
+        return self.uploading + sum(j.state in ("queued", "running") for j in self.jobs.values())
+
+    def reserve(self) -> bool:
+        """Take a place in the queue for an upload about to be read; False when the queue is full."""
+        with self.lock:
+            if self.closing.is_set() or self._active() >= self.limits.max_queue:
+                return False
+            self.uploading += 1
+            return True
+
+    def release(self) -> None:
+        """Give back the place of an upload that did not become a job."""
+        with self.lock:
+            self.uploading = max(0, self.uploading - 1)
 
     def new_dir(self) -> tuple[str, Path]:
         jid = uuid.uuid4().hex
@@ -126,7 +151,9 @@ class JobManager:
         return jid, d
 
     def submit(self, job: Job) -> None:
+        """Queue a job whose upload holds a place (`reserve`); the place passes to the job."""
         with self.lock:
+            self.uploading = max(0, self.uploading - 1)
             self.jobs[job.id] = job
             self._evict()
         self.pool.submit(self._run, job)
@@ -141,26 +168,44 @@ class JobManager:
             self.jobs.pop(j.id, None)
             shutil.rmtree(j.dir, ignore_errors=True)
 
+    def evict(self) -> None:
+        with self.lock:
+            self._evict()
+
     def _run(self, job: Job) -> None:
+        try:
+            self._localize(job)
+        finally:
+            self.evict()  # finished jobs past keep_jobs go now, not when the next upload arrives
+
+    def _localize(self, job: Job) -> None:
         lim = self.limits
+        if self.closing.is_set():
+            return
         job.state = "running"
 
         def progress(done: int, total: int) -> None:
+            if self.closing.is_set():
+                raise _Stopped()
             job.progress = 0.9 * min(1.0, done / max(total, 1))  # the last 10%: writing the video
 
         try:
             result = inf.localize_video(self.model, job.input, every=lim.every, window=lim.window,
                                         batch_size=lim.batch_size, device=lim.device, progress=False,
-                                        on_progress=progress)
+                                        on_progress=progress, smooth=job.smooth)
             inf.write_overlay_video(result, job.dir / f"overlay.{lim.video_format}")
             doc = result.to_dict()
             doc["summary"]["video"] = job.filename
             doc["summary"]["warnings"] = [self._user_text(w, job) for w in doc["summary"]["warnings"]]
             inf.write_json(doc, job.dir / "result.json")
             job.summary = doc["summary"]
-            job.frames = [{"time": f["time"], "peak": f["peak"], "box": f["box"]} for f in doc["frames"]]
+            job.frames = [{"time": f["time"], "peak": f["peak"], "box": f["box"], "confidence": f["confidence"]}
+                          for f in doc["frames"]]
             job.progress = 1.0
             job.state = "done"
+        except _Stopped:
+            job.error = f"{job.filename}: the server is shutting down"
+            job.state = "error"
         except FnacError as e:
             job.error = self._user_text(str(e), job)
             job.state = "error"
@@ -175,14 +220,33 @@ class JobManager:
         return text.replace(str(job.input), job.filename)
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Stop: queued jobs are dropped, a running one stops at its next batch; waits for the worker
+        so that nothing writes into the work folder afterwards."""
+        self.closing.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None):
-    """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None)."""
+class _Stopped(Exception):
+    """Raised inside a running job when the server shuts down."""
+
+
+def trained_on(model: FNAC) -> str | None:
+    """The data root the checkpoint was trained on (its run config), None when it does not say."""
+    data = getattr(getattr(model, "run_config", None), "data", None)
+    root = getattr(data, "root", None)
+    return str(root) if root else None
+
+
+def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None,
+               checkpoint: str | Path | None = None):
+    """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None, removed
+    when the app shuts down); `checkpoint` is the file the model came from (shown on the page)."""
     limits = limits or Limits()
     if limits.video_format not in OUTPUT_TYPES:
         raise FnacError(f"serve: video_format must be one of {sorted(OUTPUT_TYPES)}, got {limits.video_format!r}")
+    if not limits.body_timeout > 0:
+        raise FnacError(f"serve: body_timeout must be > 0 seconds, got {limits.body_timeout}")
+    own = not workdir
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fnac-serve-"))
     wd.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -190,8 +254,12 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
 
     @asynccontextmanager
     async def lifespan(_app):
-        yield
-        manager.shutdown()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(manager.shutdown)
+            if own:  # a temporary folder made here is removed with the server
+                shutil.rmtree(wd, ignore_errors=True)
 
     app = FastAPI(title="fnac demo", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.manager = manager
@@ -219,34 +287,60 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
             "accepted": list(ALLOWED_SUFFIXES),
             "image_size": inf.default_image_size(model),
             "video_type": OUTPUT_TYPES[limits.video_format],
+            "max_smooth": MAX_SMOOTH,
+            "checkpoint": {"file": Path(checkpoint).name if checkpoint else None,
+                           "trained_on": trained_on(model)},
         }
 
     @app.post("/api/jobs", status_code=202)
-    async def create_job(request: Request, filename: str = Query("", max_length=1000)):
+    async def create_job(request: Request, filename: str = Query("", max_length=1000),
+                         smooth: float = Query(0.0)):
         name = sanitize_filename(filename)
         suffix = Path(name).suffix.lower()
         if suffix not in ALLOWED_SUFFIXES:
             return error(415, f"{name}: unsupported file type {suffix or '(no extension)'}; "
                               f"upload a video ({', '.join(ALLOWED_SUFFIXES)})")
+        if not 0 <= smooth <= MAX_SMOOTH:  # also refuses NaN
+            return error(422, f"{name}: smoothing must be between 0 and {MAX_SMOOTH:g} seconds, got {smooth:g}")
         limit = limits.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return error(413, f"{name}: {int(declared) / 2**20:.1f} MB is more than the "
                               f"{limits.max_upload_mb:g} MB limit")
-        if manager.active() >= limits.max_queue:
-            return error(429, "the server is busy with other videos; try again in a minute")
+        if not manager.reserve():  # before the body is read: concurrent uploads count too
+            return error(429, f"{name}: the server is busy with {limits.max_queue} other videos; "
+                              "try again in a minute")
+        held = [True]  # the place passes to the job when it is submitted
+        try:
+            return await receive(request, name, suffix, held, smooth)
+        finally:
+            if held[0]:
+                manager.release()
+
+    async def receive(request: Request, name: str, suffix: str, held: list[bool], smooth: float):
+        limit = limits.max_upload_bytes
         jid, d = manager.new_dir()
         path = d / f"input{suffix}"
         size = 0
         too_big = False
+        stream = request.stream().__aiter__()
         try:
             with open(path, "wb") as f:
-                async for chunk in request.stream():
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(stream.__anext__(), limits.body_timeout)
+                    except StopAsyncIteration:
+                        break
                     size += len(chunk)
                     if size > limit:
                         too_big = True
                         break  # stop reading: the rest of the body is never consumed
                     f.write(chunk)
+        except asyncio.TimeoutError:
+            shutil.rmtree(d, ignore_errors=True)
+            return JSONResponse({"error": f"{name}: the upload stalled (nothing received for "
+                                          f"{limits.body_timeout:g} s after {size} bytes); try again"},
+                                status_code=408, headers={"Connection": "close"})
         except Exception as e:  # noqa: BLE001 - a client that disconnects mid-upload
             shutil.rmtree(d, ignore_errors=True)
             return error(400, f"{name}: upload interrupted ({type(e).__name__})")
@@ -274,7 +368,8 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
         if problem:
             shutil.rmtree(d, ignore_errors=True)
             return error(*problem)
-        job = Job(id=jid, filename=name, dir=d, input=path, duration=mi.duration)
+        job = Job(id=jid, filename=name, dir=d, input=path, duration=mi.duration, smooth=float(smooth))
+        held[0] = False
         manager.submit(job)
         return JSONResponse(job.public(), status_code=202)
 

@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
 let info = null;
-let track = null; // {frames, duration}
+let track = null; // {sx, tMax, frames}
 
 function setState(state) { document.body.dataset.state = state; }
 
@@ -32,6 +32,9 @@ async function loadInfo() {
     const l = info.limits;
     $("limits").textContent = `Up to ${l.max_upload_mb} MB and ${l.max_seconds} s; ` +
       `${info.accepted.join(", ")}. The audio window is ${l.window} s, centred on each frame.`;
+    const ck = info.checkpoint || {};
+    $("model").textContent = ck.file ? `Model: ${ck.file}` + (ck.trained_on ? ` (trained on ${ck.trained_on}).` : ".") : "";
+    if (info.max_smooth) $("smooth").max = String(info.max_smooth);
   } catch (e) {
     showError("Cannot reach the server: " + e);
   }
@@ -48,10 +51,17 @@ function checkFile(file) {
   return null;
 }
 
-function upload(file) {
+function smoothing() {
+  const v = Number($("smooth").value || 0);
+  const max = info && info.max_smooth ? info.max_smooth : 10;
+  if (!Number.isFinite(v) || v < 0 || v > max) return null;
+  return v;
+}
+
+function upload(file, smooth) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/api/jobs?filename=" + encodeURIComponent(file.name));
+    xhr.open("POST", "/api/jobs?filename=" + encodeURIComponent(file.name) + "&smooth=" + smooth);
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) status("Uploading...", e.loaded / e.total); };
     xhr.onload = () => {
@@ -112,14 +122,46 @@ function drawTrack(frames, duration) {
   el("polyline", { points: pts(1), class: "y", "data-axis": "y" }, svg);
   el("line", { id: "cursor", x1: P.left, x2: P.left, y1: P.top, y2: P.bottom, class: "cursor" }, svg);
   svg.dataset.points = String(frames.length);
-  track = { sx, tMax };
+  track = { sx, tMax, frames };
+  drawConfidence(frames, sx);
+}
+
+// Confidence of each frame, in its own 640 x 120 view box, on the same time axis.
+function drawConfidence(frames, sx) {
+  const svg = $("confidence-track");
+  svg.replaceChildren();
+  const top = 10, bottom = 100;
+  const cMax = Math.max(1, ...frames.map((f) => f.confidence || 0));
+  const sy = (v) => bottom - (bottom - top) * v / cMax;
+  for (const v of [0, cMax / 2, cMax]) {
+    el("line", { x1: P.left, x2: P.right, y1: sy(v), y2: sy(v), class: "grid" }, svg);
+    el("text", { x: P.left - 6, y: sy(v) + 4, "text-anchor": "end" }, svg).textContent = v.toFixed(1);
+  }
+  el("line", { x1: P.left, x2: P.left, y1: top, y2: bottom, class: "axis" }, svg);
+  el("line", { x1: P.left, x2: P.right, y1: bottom, y2: bottom, class: "axis" }, svg);
+  const pts = frames.map((f) => `${sx(f.time).toFixed(1)},${sy(f.confidence || 0).toFixed(1)}`).join(" ");
+  el("polyline", { points: pts, class: "c" }, svg);
+  el("line", { id: "cursor-c", x1: P.left, x2: P.left, y1: top, y2: bottom, class: "cursor" }, svg);
+}
+
+function nearestFrame(t) {
+  const fr = track ? track.frames : [];
+  let best = null;
+  for (const f of fr) if (best === null || Math.abs(f.time - t) < Math.abs(best.time - t)) best = f;
+  return best;
 }
 
 function moveCursor() {
   if (!track) return;
   const t = Math.min($("result-video").currentTime, track.tMax);
-  const c = $("cursor");
-  if (c) { const x = track.sx(t); c.setAttribute("x1", x); c.setAttribute("x2", x); }
+  const x = track.sx(t);
+  for (const id of ["cursor", "cursor-c"]) {
+    const c = $(id);
+    if (c) { c.setAttribute("x1", x); c.setAttribute("x2", x); }
+  }
+  const f = nearestFrame(t);
+  if (f) $("frame-info").textContent = `t = ${f.time.toFixed(2)} s: peak x ${f.peak[0].toFixed(2)}, ` +
+    `y ${f.peak[1].toFixed(2)}, confidence ${(f.confidence || 0).toFixed(2)}`;
 }
 
 function animate() {
@@ -136,7 +178,8 @@ function showResult(job) {
   $("video-link").href = res.video_url;
   $("json-link").href = res.json_url;
   $("summary").textContent = `${job.filename}: ${s.frames_localized} frames localized in ${s.elapsed_s} s ` +
-    `(${s.fps_achieved} frames/s); ${s.window} s audio windows at ${s.sample_rate} Hz.` +
+    `(${s.fps_achieved} frames/s); ${s.window} s audio windows at ${s.sample_rate} Hz` +
+    (s.smooth ? `; maps smoothed over ${s.smooth} s.` : ".") +
     (s.warnings && s.warnings.length ? " Note: " + s.warnings.join(" ") : "");
   $("result").hidden = false;
   $("status").hidden = true;
@@ -157,12 +200,14 @@ $("upload-form").addEventListener("submit", async (ev) => {
   clearError();
   const problem = checkFile(file);
   if (problem) { showError(problem); return; }
+  const smooth = smoothing();
+  if (smooth === null) { showError(`Smoothing must be between 0 and ${$("smooth").max} seconds`); return; }
   $("go").disabled = true;
   $("result").hidden = true;
   setState("working");
   try {
     status("Uploading...", 0);
-    const job = await upload(file);
+    const job = await upload(file, smooth);
     const done = await poll(job.job);
     showResult(done);
   } catch (e) {
