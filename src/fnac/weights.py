@@ -10,6 +10,7 @@ Imports nothing of fnac but errors, so the model layer can ask where the weights
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
 import urllib.error
@@ -151,7 +152,7 @@ def _download(src: str, part: Path, have: int, size: int, progress: bool, timeou
         if e.code == 416 and have:  # nothing after `have`: the .part may already be complete
             return
         raise WeightsError(f"{src}: the server answered HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", None) or e
         raise WeightsError(f"{src}: cannot download ({reason}); check the network connection, "
                            f"or give another address with --url or ${URL_ENV}") from None
@@ -182,7 +183,7 @@ def _download(src: str, part: Path, have: int, size: int, progress: bool, timeou
                         break  # more than the published file: the checksum will refuse it
                 f.flush()
                 os.fsync(f.fileno())
-        except (OSError, socket.timeout, urllib.error.URLError) as e:
+        except (OSError, socket.timeout, urllib.error.URLError, http.client.HTTPException) as e:
             raise WeightsError(f"{src}: download interrupted after {got} of {size} bytes ({e}); run the "
                                f"same command again to resume") from None
         finally:
