@@ -90,6 +90,12 @@ def test_blocked_module_payload_is_named_without_advice_to_disable_protection(tm
     err = capsys.readouterr().err
     assert "'posix.system'" in err and len(err.strip().splitlines()) == 1
     assert not marker.exists() and not (tmp_path / "out").exists()
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")  # not a pickle of tensors either
+    with pytest.raises(CheckpointError) as e:
+        fnac.load_checkpoint(tmp_path / "garbage.pth")
+    msg = str(e.value)
+    assert "garbage.pth: cannot read checkpoint (Unsupported operand" in msg, msg
+    assert "weights_only" not in msg and "file an issue" not in msg and "\n" not in msg
 
 
 def test_pretrained_weights_path_refuses(tmp_path):

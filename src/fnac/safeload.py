@@ -39,7 +39,7 @@ def _numpy_scalar_globals() -> list:
 _DISALLOWED_RE = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)")
 # torch's own lines around the reason, which advise turning the protection off: never shown
 _TORCH_ADVICE = ("Weights only load failed", "Check the documentation of torch.load", "Please use `torch.",
-                 "WeightsUnpickler error")
+                 "Please file an issue", "WeightsUnpickler error")
 
 
 def safe_torch_load(path: str | Path, what: str = "file") -> Any:
@@ -58,8 +58,8 @@ def safe_torch_load(path: str | Path, what: str = "file") -> Any:
             raise CheckpointError(f"{p}: refused to load this {what}: it contains the type '{name}', which "
                                   "is not allowed (fnac loads only tensors and plain data, never code "
                                   "from a file)") from None
-        raise CheckpointError(f"{p}: refused to load this {what}: {_reason(e)} (fnac loads only tensors "
-                              "and plain data, never code from a file)") from None
+        raise CheckpointError(f"{p}: cannot read {what} ({_reason(e)}; fnac reads only files of tensors "
+                              "and plain data)") from None
     except Exception as e:  # noqa: BLE001 - any other failure is a corrupt or foreign file for the user
         raise CheckpointError(f"{p}: cannot read {what} ({type(e).__name__}: {_first_line(e)})") from None
 
