@@ -80,7 +80,8 @@ def resolve_pretrained(cfg: ModelConfig) -> str | None:
         return None
     if cfg.pretrained:
         if not Path(cfg.pretrained).is_file():
-            raise CheckpointError(f"model.pretrained: file not found: {cfg.pretrained}")
+            raise CheckpointError(f"model.pretrained: file not found: {cfg.pretrained} (or leave it empty to "
+                                  "use the PyTorch cache: fnac weights fetch resnet18-imagenet)")
         return cfg.pretrained
     if cfg.width == 64:
         cached = torch_cache_resnet18()
