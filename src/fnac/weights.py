@@ -2,7 +2,7 @@
 
 ``fnac weights fetch NAME`` is the only place fnac downloads anything. The file is streamed into
 ``<dest>/<file>.part`` (resumed with an HTTP Range request when a ``.part`` is already there), checked
-against its published SHA-256 and size, and only then renamed to its final name; a download whose
+against its known SHA-256 and size, and only then renamed to its final name; a download whose
 checksum differs is deleted. Nothing else in fnac downloads: a model looks for the final file only.
 
 Imports nothing of fnac but errors, so the model layer can ask where the weights would be.
@@ -89,7 +89,7 @@ class Status:
 
 
 def status(name: str, dest_dir: str | Path | None = None) -> Status:
-    """Whether the file is in place and matches its published checksum (hashes the file if present)."""
+    """Whether the file is in place and matches its known checksum (hashes the file if present)."""
     w = get(name)
     dest = Path(dest_dir) if dest_dir else default_dir()
     path = dest / w.filename
