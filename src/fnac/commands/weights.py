@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  file    {st.path}")
             print(f"  source  {st.entry.url}")
             print(f"  sha256  {st.entry.sha256} ({st.entry.size} bytes)")
-            print(f"  status  {st.state}" + (f" ({st.detail})" if st.detail else ""))
+            detail = st.detail + (f" --dir {args.dir}" if args.dir and st.state == "missing" else "")
+            print(f"  status  {st.state}" + (f" ({detail})" if detail else ""))
         return 0
     path = W.fetch(args.name, url=args.url, dest_dir=args.dir, progress=not args.quiet)
     print(f"{path}: verified (sha256 {W.get(args.name).sha256})")
