@@ -64,6 +64,40 @@ def test_library_refuses_and_names_file_and_type(tmp_path):
     assert not marker.exists()
 
 
+class _SystemPayload:
+    """Unpickling this calls os.system, a function of a module torch blocks outright (its error is
+    worded differently from that of an ordinary disallowed function)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_blocked_module_payload_is_named_without_advice_to_disable_protection(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": _state(), "evil": _SystemPayload(marker)}, path)
+    with pytest.raises(CheckpointError) as e:
+        fnac.load_checkpoint(path)
+    msg = str(e.value)
+    assert "evil.pth" in msg and "'posix.system'" in msg and "not allowed" in msg, msg
+    assert "weights_only" not in msg and "\n" not in msg
+    assert main(["export", str(path), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "'posix.system'" in err and len(err.strip().splitlines()) == 1
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")  # not a pickle of tensors either
+    with pytest.raises(CheckpointError) as e:
+        fnac.load_checkpoint(tmp_path / "garbage.pth")
+    msg = str(e.value)
+    assert "garbage.pth: cannot read checkpoint (Unsupported operand" in msg, msg
+    assert "weights_only" not in msg and "file an issue" not in msg and "\n" not in msg
+
+
 def test_pretrained_weights_path_refuses(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "resnet18.pth"

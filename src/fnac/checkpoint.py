@@ -1,12 +1,17 @@
 """Checkpoints that describe themselves and load strictly (CONTRIBUTING.md, habit 6).
 
 Our format: {'format': 'fnac', 'version', 'model', 'optimizer', 'epoch', 'step', 'config', 'best',
-'rng', 'history'}; written to a temporary file in the same folder, fsynced, then renamed, so a kill
-never leaves a broken file. The authors' files ({'model', 'optimizer', 'epoch', 'best_cIoU',
+'pretrained', 'rng', 'history'}; written to a temporary file in the same folder, fsynced, then renamed,
+so a kill never leaves a broken file. The authors' files ({'model', 'optimizer', 'epoch', 'best_cIoU',
 'best_Auc'}, keys optionally prefixed 'module.') go through `convert_reference_state`.
+
+Exported folders (`fnac export`, written by fnac.export) hold `model.safetensors` (tensors only) and
+`config.json`; every loader here accepts one in place of a checkpoint file, and reading it never
+unpickles anything.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +27,9 @@ from fnac.safeload import safe_torch_load
 
 FORMAT = "fnac"
 VERSION = 1
+EXPORT_FORMAT = "fnac-export"
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_CONFIG = "config.json"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -47,13 +55,16 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 def save_checkpoint(path: str | Path, model: FNAC, cfg: Config, **state: Any) -> None:
-    """Write our checkpoint. `state` holds optimizer, epoch, step, best, rng, history, ..."""
+    """Write our checkpoint. `state` holds optimizer, epoch, step, best, rng, history, ...
+    'pretrained' records the ImageNet weights the model started from ({'path', 'sha256'}, None for a
+    random start), taken from the model unless `state` names it."""
     module = getattr(model, "module", model)  # unwrap DistributedDataParallel
     obj = {
         "format": FORMAT,
         "version": VERSION,
         "model": module.state_dict(),
         "config": to_dict(cfg),
+        "pretrained": getattr(module, "pretrained_weights", None),
         **state,
     }
     atomic_save(obj, path)
@@ -61,6 +72,9 @@ def save_checkpoint(path: str | Path, model: FNAC, cfg: Config, **state: Any) ->
 
 def read_checkpoint(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a folder, not a checkpoint file (an exported model folder holds "
+                              f"{EXPORT_CONFIG} and {EXPORT_WEIGHTS})")
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     if p.stat().st_size == 0:
@@ -92,8 +106,63 @@ def infer_model_config(sd: dict[str, Tensor]) -> ModelConfig:
     return ModelConfig(width=width, embed_dim=embed, visual_layers=layers)
 
 
+def read_export_meta(folder: str | Path) -> dict:
+    """An exported folder's config.json (plain JSON), checked to be one of ours."""
+    d = Path(folder)
+    cfg_path, weights = d / EXPORT_CONFIG, d / EXPORT_WEIGHTS
+    for f in (cfg_path, weights):
+        if not f.is_file():
+            raise CheckpointError(f"{d}: not an exported model folder ({f.name} is missing)")
+    try:
+        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT or not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"{cfg_path}: not an fnac export (expected \"format\": \"{EXPORT_FORMAT}\" "
+                              "and a \"model\" section)")
+    return meta
+
+
+def read_export(folder: str | Path) -> tuple[dict, dict[str, Tensor]]:
+    """An exported folder's config.json and tensors (safetensors: no pickle, no code)."""
+    d = Path(folder)
+    cfg_path, weights = d / EXPORT_CONFIG, d / EXPORT_WEIGHTS
+    meta = read_export_meta(d)
+    expected = meta.get("weights_sha256")
+    if expected:
+        from fnac.weights import sha256_file
+
+        digest = sha256_file(weights)
+        if digest != expected:
+            raise CheckpointError(f"{weights}: does not match {cfg_path.name} (sha256 {digest[:16]}..., "
+                                  f"{cfg_path.name} says {str(expected)[:16]}...)")
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError(f"{d}: reading an exported model needs the safetensors package "
+                              "(pip install safetensors)") from None
+    try:
+        sd = load_file(str(weights), device="cpu")
+    except Exception as e:  # noqa: BLE001 - a corrupt or foreign file, for the user
+        text = str(e).strip().splitlines()
+        raise CheckpointError(f"{weights}: cannot read ({type(e).__name__}: {text[0][:300] if text else ''})") from None
+    return meta, sd
+
+
+def export_model_config(meta: dict, source: str) -> ModelConfig:
+    return from_dict({"model": meta["model"]}, f"{source} (model)").model
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> FNAC:
-    """An FNAC model (eval mode) from our checkpoint or the authors' released one."""
+    """An FNAC model (eval mode) from our checkpoint, the authors' released one, or a folder written
+    by `fnac export` (model.safetensors + config.json, read without unpickling)."""
+    if Path(path).is_dir():
+        meta, sd = read_export(path)
+        mcfg = export_model_config(meta, str(Path(path) / EXPORT_CONFIG))
+        model = FNAC(mcfg, load_pretrained=False)
+        load_state_strict(model, sd, str(Path(path) / EXPORT_WEIGHTS))
+        model.pretrained_weights = meta.get("pretrained")
+        return model.to(map_location).eval()
     obj = read_checkpoint(path)
     if is_reference_checkpoint(obj):
         sd = convert_reference_state(obj["model"])
@@ -104,11 +173,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     mcfg.pretrained = ""  # the weights come from the checkpoint
     model = FNAC(mcfg, load_pretrained=False)
     load_state_strict(model, sd, str(path))
+    model.pretrained_weights = obj.get("pretrained")
     return model.to(map_location).eval()
 
 
 def checkpoint_config(path: str | Path) -> Config | None:
-    """The run config stored in one of our checkpoints (None for the authors' files)."""
+    """The run config stored in one of our checkpoints or exports (None for the authors' files)."""
+    if Path(path).is_dir():
+        meta = read_export_meta(path)
+        run = meta.get("run_config")
+        return from_dict(run, f"{Path(path) / EXPORT_CONFIG} (run_config)") if run else None
     obj = read_checkpoint(path)
     if is_reference_checkpoint(obj):
         return None

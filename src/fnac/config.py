@@ -34,7 +34,10 @@ class ModelConfig:
     # same way at initialisation, so every logit is alike and the contrastive loss sits at chance for
     # a seed-dependent number of epochs; centring them removes that plateau (docs/results.md).
     proj_bn: bool = False
-    pretrained: str = ""  # torchvision resnet18 ImageNet weights file for the visual backbone ("" = none)
+    # torchvision resnet18 ImageNet weights file for the visual backbone. "" = the PyTorch cache if it
+    # holds them (`fnac weights fetch resnet18-imagenet`), else a warning and random initialisation;
+    # "none" = random initialisation on purpose (no cache lookup, no warning).
+    pretrained: str = ""
     pretrained_required: bool = False  # fail instead of warning when `pretrained` is empty or missing
 
 

@@ -33,7 +33,13 @@ def _numpy_scalar_globals() -> list:
     ]
 
 
-_DISALLOWED_RE = re.compile(r"[Uu]nsupported global: GLOBAL ([\w.]+)")
+# torch names a refused function or class in one of two phrasings: "Unsupported global: GLOBAL x.y was
+# not an allowed global" (any module), "unsupported GLOBAL x.y whose module x is blocked" (os, posix,
+# subprocess, sys...).
+_DISALLOWED_RE = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)")
+# torch's own lines around the reason, which advise turning the protection off: never shown
+_TORCH_ADVICE = ("Weights only load failed", "Check the documentation of torch.load", "Please use `torch.",
+                 "Please file an issue", "WeightsUnpickler error")
 
 
 def safe_torch_load(path: str | Path, what: str = "file") -> Any:
@@ -52,9 +58,22 @@ def safe_torch_load(path: str | Path, what: str = "file") -> Any:
             raise CheckpointError(f"{p}: refused to load this {what}: it contains the type '{name}', which "
                                   "is not allowed (fnac loads only tensors and plain data, never code "
                                   "from a file)") from None
-        raise CheckpointError(f"{p}: cannot read {what} ({_first_line(e)})") from None
+        raise CheckpointError(f"{p}: cannot read {what} ({_reason(e)}; fnac reads only files of tensors "
+                              "and plain data)") from None
     except Exception as e:  # noqa: BLE001 - any other failure is a corrupt or foreign file for the user
         raise CheckpointError(f"{p}: cannot read {what} ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _reason(e: BaseException) -> str:
+    """The line of torch's weights-only error that says what was wrong, without its advice to load the
+    file unprotected."""
+    for line in str(e).splitlines():
+        line = line.strip()
+        if line.startswith("WeightsUnpickler error:"):
+            line = line.removeprefix("WeightsUnpickler error:").strip()
+        if line and not line.startswith(_TORCH_ADVICE):
+            return line[:300]
+    return "it is not plain tensor data"
 
 
 def _first_line(e: BaseException) -> str:

@@ -280,6 +280,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             raise FnacError(f"--resume: no checkpoint at {latest}")
         ck = read_checkpoint(latest)
         core.load_state_dict(ck["model"], strict=True)
+        core.pretrained_weights = ck.get("pretrained")  # the weights the run started from, not today's
         optimizer.load_state_dict(ck["optimizer"])
         start_epoch, skip_batches = ck["epoch"], ck.get("batch_in_epoch", 0)
         step, best = ck["step"], ck.get("best")
@@ -291,7 +292,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             (out / name).unlink(missing_ok=True)
         save_config(cfg, out / "config.yaml")
         logf.write({"kind": "start", "commit": _git_commit(), "config": to_dict(cfg), "world_size": world,
-                    "device": str(device), "n_train": len(train_set),
+                    "device": str(device), "pretrained": core.pretrained_weights, "n_train": len(train_set),
                     "n_val": len(val_set) if val_set is not None else 0})
 
     sampler = EpochSampler(len(train_set), local_bs, cfg.train.seed)

@@ -18,4 +18,6 @@ COMMANDS = [
     "data",
     "cache",
     "demo",
+    "weights",
+    "export",
 ]

@@ -8,7 +8,7 @@ HELP = "evaluate a checkpoint (ours or the authors') on a dataset split; prints 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", "-k", help="checkpoint file (omit with --baselines-only)")
+    p.add_argument("--checkpoint", "-k", help="checkpoint file, or a folder written by fnac export (omit with --baselines-only)")
     p.add_argument("--config", "-c",
                    help="YAML/built-in config for the data section (default: the checkpoint's own config)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])

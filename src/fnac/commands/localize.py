@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", nargs="?", help="video with an audio track (mp4, mkv, webm, avi, mov, ...)")
     p.add_argument("--image", help="still image (use with --audio instead of a video)")
     p.add_argument("--audio", help="audio file (or any file with an audio track) for --image")
-    p.add_argument("--checkpoint", required=True, help="trained checkpoint (ours or the authors')")
+    p.add_argument("--checkpoint", required=True, help="trained checkpoint (ours or the authors'), or a folder written by fnac export")
     p.add_argument("--out", help="output folder (default: fnac_localize/<video name>)")
     p.add_argument("--every", type=int, default=1, help="localize every K-th frame (default 1)")
     p.add_argument("--window", type=float, default=None,

@@ -16,7 +16,7 @@ HELP = "local demo web page: upload a video, watch the heat map follow the sound
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="trained checkpoint (ours or the authors')")
+    p.add_argument("--checkpoint", required=True, help="trained checkpoint (ours or the authors'), or a folder written by fnac export")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MB (default 50)")

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from fnac.config import ModelConfig
 from fnac.errors import CheckpointError, ConfigError
 from fnac.safeload import safe_torch_load
+from fnac.weights import default_dir, file_record
 from fnac.models.resnet import (
     ResNet18Trunk,
     imagenet_state_dict,
@@ -65,20 +66,36 @@ def read_weights_file(path: str | Path) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+NO_WEIGHTS = "none"  # model.pretrained: random initialisation on purpose (no cache lookup, no warning)
+FETCH_HINT = "run `fnac weights fetch resnet18-imagenet` (downloads torchvision's file into the PyTorch cache)"
+
+
 def resolve_pretrained(cfg: ModelConfig) -> str | None:
-    """The ImageNet weights file to use: cfg.pretrained, else torchvision's cache if present."""
+    """The ImageNet weights file to use: cfg.pretrained, else torchvision's cache if present.
+    None when there is none (or cfg.pretrained is "none": random initialisation on purpose)."""
+    if cfg.pretrained == NO_WEIGHTS:
+        if cfg.pretrained_required:
+            raise ConfigError("model.pretrained is 'none' (random initialisation) but "
+                              "model.pretrained_required is true; set one of them differently")
+        return None
     if cfg.pretrained:
         if not Path(cfg.pretrained).is_file():
-            raise CheckpointError(f"model.pretrained: file not found: {cfg.pretrained}")
+            raise CheckpointError(f"model.pretrained: file not found: {cfg.pretrained} (or leave it empty to "
+                                  "use the PyTorch cache: fnac weights fetch resnet18-imagenet)")
         return cfg.pretrained
     if cfg.width == 64:
         cached = torch_cache_resnet18()
         if cached:
             return cached
     if cfg.pretrained_required:
+        if cfg.width != 64:
+            raise CheckpointError(
+                f"model.pretrained_required is true but model.width is {cfg.width}: ImageNet weights exist "
+                "for width 64 only"
+            )
         raise CheckpointError(
-            "model.pretrained is empty and no resnet18 weights are in the PyTorch cache; "
-            "name a torchvision resnet18 ImageNet weights file"
+            f"model.pretrained is empty and no resnet18 ImageNet weights are in the PyTorch cache "
+            f"({default_dir()}): {FETCH_HINT}, or set model.pretrained to a torchvision resnet18 weights file"
         )
     return None
 
@@ -105,17 +122,22 @@ class FNAC(nn.Module):
         for m in (self.imgnet, self.audnet, self.img_proj, self.aud_proj):
             reference_init_(m)
         self.pretrained_source: str | None = None
+        # {"path", "sha256"} of the ImageNet weights this model started from (None: random
+        # initialisation); training writes it into its log and every checkpoint.
+        self.pretrained_weights: dict | None = None
         if load_pretrained:
             path = resolve_pretrained(cfg)
             if path:
                 sd = imagenet_state_dict(read_weights_file(path), cfg.visual_layers)
                 load_state_strict(self.imgnet, sd, path)
                 self.pretrained_source = path
+                self.pretrained_weights = file_record(path)
                 log.info("visual backbone: ImageNet weights from %s", path)
-            else:
+            elif cfg.pretrained != NO_WEIGHTS:
+                hint = f"; {FETCH_HINT}" if cfg.width == 64 else ""
                 log.warning(
                     "no ImageNet weights for the visual backbone (model.pretrained is empty and the "
-                    "PyTorch cache has none): starting from random initialisation"
+                    "PyTorch cache has none): starting from random initialisation%s", hint
                 )
 
     def encode_image(self, images: Tensor) -> Tensor:

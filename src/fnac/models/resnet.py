@@ -93,12 +93,19 @@ def imagenet_state_dict(sd: dict[str, Tensor], layers: int = 4) -> dict[str, Ten
 
 
 def torch_cache_resnet18() -> str | None:
-    """Path of torchvision's cached ImageNet resnet18 weights if already present (never downloads)."""
+    """Path of torchvision's ImageNet resnet18 weights in the PyTorch hub cache if already present
+    (``fnac weights fetch resnet18-imagenet`` puts them there; never downloads). The published file
+    (``resnet18-f37072fd.pth``) first, else any other ``resnet18-*.pth`` torchvision left there.
+    Unfinished downloads (``*.part``) are never used."""
     import os
 
-    hub = torch.hub.get_dir()
-    d = os.path.join(hub, "checkpoints")
+    from fnac.weights import KNOWN, default_dir
+
+    d = str(default_dir())
     if os.path.isdir(d):
+        known = os.path.join(d, KNOWN["resnet18-imagenet"].filename)
+        if os.path.isfile(known):
+            return known
         for name in sorted(os.listdir(d)):
             if name.startswith("resnet18-") and name.endswith(".pth"):
                 return os.path.join(d, name)
