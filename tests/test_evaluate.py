@@ -126,6 +126,13 @@ def test_row_name_comes_from_the_checkpoint(tmp_path):
     torch.save({"model": {f"module.{k}": v for k, v in tiny_model().state_dict().items()}, "epoch": 20,
                 "best_cIoU": 0.4, "best_Auc": 0.4, "optimizer": {}}, tmp_path / "fnac_vggss144k.pth")
     assert model_label(tmp_path / "fnac_vggss144k.pth") == "FNAC or EZ-VSL (authors' checkpoint fnac_vggss144k.pth)"
+    # exported folders (fnac export) keep what their source said
+    from fnac.export import export_checkpoint
+
+    export_checkpoint(tmp_path / "ez.pt", tmp_path / "ez_export")
+    assert model_label(tmp_path / "ez_export") == "EZ-VSL"
+    export_checkpoint(tmp_path / "fnac_vggss144k.pth", tmp_path / "authors_export")
+    assert model_label(tmp_path / "authors_export").startswith("FNAC or EZ-VSL (authors' checkpoint")
 
 
 def _table_rows(text):

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from fnac import localization as loc
-from fnac.checkpoint import checkpoint_config, is_reference_checkpoint, load_checkpoint, read_checkpoint
+from fnac.checkpoint import (checkpoint_config, is_reference_checkpoint, load_checkpoint, read_checkpoint,
+                             read_export_meta)
 from fnac.config import Config, from_dict, load_config, resolve_config_path
 from fnac.data import build_dataset
 from fnac.evaluate import EvalResult, Protocol, evaluate_model, format_table
@@ -45,10 +46,16 @@ def model_label(checkpoint: str | Path) -> str:
     "warm-up only" when the file was saved before the loss warm-up ended (the regularisers never
     applied). The authors' files hold no config: "FNAC or EZ-VSL (authors' checkpoint <file name>)".
     """
-    obj = read_checkpoint(checkpoint)
-    if is_reference_checkpoint(obj):
-        return f"FNAC or EZ-VSL (authors' checkpoint {Path(checkpoint).name})"
-    cfg = from_dict(obj.get("config", {}), f"{checkpoint} (config)")
+    if Path(checkpoint).is_dir():  # an exported folder: its config.json says what the run was
+        cfg = checkpoint_config(checkpoint)
+        obj = {"epoch": read_export_meta(checkpoint).get("epoch")}
+        if cfg is None:
+            return f"FNAC or EZ-VSL (authors' checkpoint, exported to {Path(checkpoint).name})"
+    else:
+        obj = read_checkpoint(checkpoint)
+        if is_reference_checkpoint(obj):
+            return f"FNAC or EZ-VSL (authors' checkpoint {Path(checkpoint).name})"
+        cfg = from_dict(obj.get("config", {}), f"{checkpoint} (config)")
     weights = {"fns1": cfg.loss.fns1, "tns": cfg.loss.tns, "fns2": cfg.loss.fns2}
     zero = [k for k, w in weights.items() if w == 0]
     if len(zero) == len(weights):
