@@ -23,7 +23,7 @@ from PIL import Image
 from fnac.cache import cache_split
 from fnac.cli import main
 from fnac.config import load_config, resolve_config_path
-from fnac.data import build_dataset, collate
+from fnac.data import Dataset, build_dataset, collate
 from fnac.data.cache.reader import CachedDataset
 from fnac.errors import DataError
 from fnac.inputs import apply_mask_params, model_inputs
@@ -88,6 +88,7 @@ def _pair(root, cache_dir, split, train):
     cached = build_dataset(cfg.data, split, train)
     plain = build_dataset(replace(cfg.data, cache=""), split, train)
     assert isinstance(cached, CachedDataset) and not isinstance(plain, CachedDataset)
+    assert isinstance(cached, Dataset) and isinstance(plain, Dataset)  # the protocol callers rely on
     return cached, plain
 
 

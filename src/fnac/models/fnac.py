@@ -155,8 +155,8 @@ def localization_maps(model: nn.Module, images: Tensor, specs: Tensor) -> Tensor
     embedding over the temperature (method.md section 1).
 
     ``model`` is anything with ``encode_image`` (B, 3, S, S) -> (B, C, h, w), ``encode_audio``
-    (B, 1, 257, T) -> (B, C) and ``tau``: an FNAC, or one unwrapped from DistributedDataParallel or
-    torch.compile. Every map of fnac (evaluation, reports, ``fnac localize``, the server) is made
+    (B, 1, 257, T) -> (B, C) and ``tau``: an FNAC or its torch.compile wrapper (unwrap
+    DistributedDataParallel first). Every map of fnac (evaluation, reports, ``fnac localize``, the server) is made
     here; callers choose the gradient mode and move the maps off the device."""
     img = model.encode_image(images)  # (B, C, h, w)
     aud = model.encode_audio(specs)  # (B, C)

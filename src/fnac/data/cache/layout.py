@@ -17,7 +17,6 @@ from fnac.errors import DataError
 CACHE_FORMAT = "fnac-cache"
 CACHE_VERSION = 1
 META = "meta.json"
-FORMS = ("train", "test")
 # DataConfig fields that decide what a cached split holds (plus data.<split>_list, and data.exclude_list
 # for the training split); a cache is used only when all of them match the config.
 CONTENT_FIELDS = ("dataset", "root", "annotations", "extended_list", "image_size", "audio_duration", "sample_rate")
