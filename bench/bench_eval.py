@@ -22,20 +22,31 @@ import _common as C
 
 
 class _Limit(torch.utils.data.Dataset):
-    """The first n samples of a dataset, keeping the attributes evaluate_model reports."""
+    """The first n samples of a split (a fnac.data.Dataset), described as a split of its own."""
 
     def __init__(self, ds, n: int) -> None:
         self.ds, self.n = ds, min(n, len(ds))
-        self.name, self.split = getattr(ds, "name", "?"), getattr(ds, "split", "?")
-        self.listed = ds.ids[: self.n] if hasattr(ds, "ids") else list(range(self.n))
+        self.name, self.split, self.train = ds.name, ds.split, ds.train
+        self.ids = ds.ids[: self.n]
+        self.listed = list(self.ids)
         self.missing: list[str] = []
+        self.missing_reasons: dict[str, str] = {}
+        self.excluded: list[str] = []
+        self.list_path, self.annotated, self.with_positive = ds.list_path, ds.annotated, ds.with_positive
+        self.seed, self.epoch = ds.seed, ds.epoch
 
     def __len__(self) -> int:
         return self.n
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.ds.set_epoch(epoch)
+
+    def summary(self) -> str:
+        return f"the first {self.n} samples of {self.ds.summary()}"
+
     def prepare_for(self, device) -> None:
-        if hasattr(self.ds, "prepare_for"):
-            self.ds.prepare_for(device)
+        self.ds.prepare_for(device)
 
     def __getitem__(self, i: int):
         return self.ds[i]
@@ -55,10 +66,9 @@ def main() -> None:
 
     from fnac.config import load_config
     from fnac.data import build_dataset, collate
-    from fnac.data.cached import build as build_cached
-    from fnac.data.cached import model_inputs
     from fnac.evaluate import Protocol, evaluate_model
-    from fnac.models.fnac import FNAC, pair_maps
+    from fnac.inputs import model_inputs
+    from fnac.models.fnac import FNAC, localization_maps
     import reference_style as R
 
     size = C.SIZES[args.size]
@@ -94,7 +104,7 @@ def main() -> None:
         jobs.append(("reference", f"reference-style (batch 1, numpy per sample, {rw} workers)", run_ref))
 
     def fnac_job(use_cache: bool):
-        ds = build_cached(cfg_cache.data, "test", train=False) if use_cache else build_dataset(cfg.data, "test", False)
+        ds = build_dataset((cfg_cache if use_cache else cfg).data, "test", train=False)
         ds = _Limit(ds, limit)
 
         def run():
@@ -133,7 +143,7 @@ def main() -> None:
             for start in range(0, len(ds), batch):
                 b, _ = collate([ds[i] for i in range(start, min(start + batch, len(ds)))])
                 images, specs = model_inputs(b, device)
-                raw = pair_maps(model.encode_image(images), model.encode_audio(specs), model.tau).float().cpu().numpy()
+                raw = localization_maps(model, images, specs).cpu().numpy()
                 for sid, m, gt in zip(b["id"], raw, b["gt_map"].numpy()):
                     total += 1
                     same += R.score_one(m, gt) == per_sample[ours_key][sid]

@@ -90,7 +90,7 @@ def main() -> None:
 
     from fnac.config import load_config
     from fnac.data import build_dataset, collate
-    from fnac.data.cached import model_inputs
+    from fnac.inputs import model_inputs
     from reference_style import RefDataset
 
     size = C.SIZES[args.size]
@@ -132,9 +132,7 @@ def main() -> None:
         jobs.append(("fnac loader, plain layout",
                      lambda: measure_loader(loader(plain_ds, collate), move_fnac, device, args.seconds)))
     if "cache" in paths:
-        from fnac.data.cached import build as build_cached
-
-        cache_ds = build_cached(cfg_cache.data, "train", train=True)
+        cache_ds = build_dataset(cfg_cache.data, "train", train=True)
         cache_ds.prepare_for(device)  # as fit does: on CPU the workers also compute the spectrograms
         if args.gpu_layout:
             cache_ds.finish_on_device = True

@@ -57,7 +57,6 @@ def main() -> None:
 
     from fnac.config import load_config
     from fnac.data import build_dataset
-    from fnac.data.cached import build as build_cached
     from fnac.models.fnac import FNAC
     from fnac.train import EpochSampler, _make_loader, build_optimizer, train_step
     import reference_style as R
@@ -94,9 +93,8 @@ def main() -> None:
 
     def fnac_runner(use_cache: bool) -> tuple:
         cfg = load_config(None, C.data_overrides(size, root, str(cache) if use_cache else "") + opts)
-        ds = build_cached(cfg.data, "train", train=True) if use_cache else build_dataset(cfg.data, "train", train=True)
-        if hasattr(ds, "prepare_for"):  # as fit does
-            ds.prepare_for(device)
+        ds = build_dataset(cfg.data, "train", train=True)  # the cache when cfg.data.cache is set
+        ds.prepare_for(device)  # as fit does
         core = fresh_model()
         if cl:
             core = core.to(memory_format=torch.channels_last)

@@ -30,7 +30,7 @@ import torch
 from fnac.checkpoint import checkpoint_config, load_checkpoint
 from fnac.config import DataConfig
 from fnac.data import build_dataset, collate
-from fnac.data.cached import model_inputs
+from fnac.inputs import model_inputs
 from fnac.errors import DataError
 from fnac.losses import audio_adjacency, fnac_losses, mil_logits, visual_adjacency
 

@@ -23,10 +23,10 @@ from PIL import Image
 from fnac.cache import cache_split
 from fnac.cli import main
 from fnac.config import load_config, resolve_config_path
-from fnac.data import build_dataset, collate
-from fnac.data.cached import CachedDataset, apply_mask_params, model_inputs
-from fnac.data.cached import build as build_cached
+from fnac.data import Dataset, build_dataset, collate
+from fnac.data.cache.reader import CachedDataset
 from fnac.errors import DataError
+from fnac.inputs import apply_mask_params, model_inputs
 
 SR = 16000
 SIZES = [(80, 72), (72, 96), (71, 71), (100, 75), (64, 90), (90, 64)]  # (w, h) frames
@@ -85,9 +85,10 @@ def cache_dir(root, tmp_path_factory) -> Path:
 
 def _pair(root, cache_dir, split, train):
     cfg = _cfg(root, f"data.cache={cache_dir}")
-    cached = build_cached(cfg.data, split, train)
+    cached = build_dataset(cfg.data, split, train)
     plain = build_dataset(replace(cfg.data, cache=""), split, train)
     assert isinstance(cached, CachedDataset) and not isinstance(plain, CachedDataset)
+    assert isinstance(cached, Dataset) and isinstance(plain, Dataset)  # the protocol callers rely on
     return cached, plain
 
 
@@ -206,16 +207,16 @@ def test_rebuild_reuses_and_resumes_a_cache(root, cache_dir, tmp_path):
 
 def test_config_mismatch_fails_and_missing_split_falls_back(root, cache_dir, tmp_path, caplog):
     with pytest.raises(DataError, match="data.image_size: cache 64, config 48"):
-        build_cached(_cfg(root, "data.image_size=48", f"data.cache={cache_dir}").data, "test", False)
+        build_dataset(_cfg(root, "data.image_size=48", f"data.cache={cache_dir}").data, "test", False)
     empty = tmp_path / "empty"
     empty.mkdir()
     with caplog.at_level(logging.WARNING):
-        ds = build_cached(_cfg(root, f"data.cache={empty}").data, "val", False)
+        ds = build_dataset(_cfg(root, f"data.cache={empty}").data, "val", False)
     assert not isinstance(ds, CachedDataset) and len(ds) == 5 and "plain layout" in caplog.text
     with pytest.raises(DataError, match="not a folder"):
-        build_cached(_cfg(root, f"data.cache={tmp_path / 'nowhere'}").data, "val", False)
+        build_dataset(_cfg(root, f"data.cache={tmp_path / 'nowhere'}").data, "val", False)
     # the test split cached in test form cannot serve training: falls back too
-    ds = build_cached(_cfg(root, f"data.cache={cache_dir}").data, "test", True)
+    ds = build_dataset(_cfg(root, f"data.cache={cache_dir}").data, "test", True)
     assert not isinstance(ds, CachedDataset)
 
 
@@ -265,7 +266,7 @@ def test_gpu_options_on_cpu(root, cache_dir):
     from fnac.train import _make_loader, compute_terms
 
     cfg = _cfg(root, f"data.cache={cache_dir}", "model.width=8", "model.embed_dim=16")
-    ds = build_cached(cfg.data, "train", True)
+    ds = build_dataset(cfg.data, "train", True)
     batch, _ = collate([ds[i] for i in range(4)])
     torch.manual_seed(0)
     model = FNAC(cfg.model, load_pretrained=False).eval()  # eval: no dropout, so the runs are comparable

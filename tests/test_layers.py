@@ -12,9 +12,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fnac"
 LAYERS = {
     0: ["fnac", "fnac.errors", "fnac.config", "fnac.distributed"],
     1: ["fnac.safeload", "fnac.weights", "fnac.media", "fnac.audio", "fnac.vision", "fnac.localization", "fnac.metrics"],
-    2: ["fnac.models", "fnac.models.resnet", "fnac.models.fnac", "fnac.losses", "fnac.data", "fnac.data.*"],
+    2: ["fnac.models", "fnac.models.resnet", "fnac.models.fnac", "fnac.losses", "fnac.inputs", "fnac.data",
+        "fnac.data.*", "fnac.cache"],
     3: ["fnac.checkpoint", "fnac.export", "fnac.synth", "fnac.visualize", "fnac.prepare"],
-    4: ["fnac.train", "fnac.evaluate", "fnac.inference", "fnac.cache"],
+    4: ["fnac.train", "fnac.evaluate", "fnac.inference"],
     5: ["fnac.report", "fnac.demo", "fnac.serve", "fnac.serve.*"],
     6: ["fnac.commands", "fnac.commands.*", "fnac.cli", "fnac.__main__"],
 }
@@ -68,6 +69,37 @@ def test_imports_point_downward(path):
         if imp.startswith("fnac.cli") or imp.startswith("fnac.commands"):
             assert mod == "fnac.cli" or mod == "fnac.__main__" or mod.startswith("fnac.commands"), (mod, imp)
         assert layer_of(imp) <= mine, f"{mod} (layer {mine}) imports {imp} (layer {layer_of(imp)})"
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """module -> the fnac modules it imports (at the top or inside functions), names resolved to the
+    module that defines them."""
+    names = {module_name(p): p for p in MODULES}
+
+    def owner(name: str) -> str | None:
+        while name and name not in names:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    return {m: {o for o in map(owner, fnac_imports(p)) if o and o != m} for m, p in names.items()}
+
+
+def test_no_import_cycles():
+    """No module imports itself through others, not even through an import inside a function."""
+    graph = _module_graph()
+    done: set[str] = set()
+
+    def visit(m: str, path: list[str]) -> None:
+        if m in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m):] + [m]))
+        if m in done:
+            return
+        for n in sorted(graph[m]):
+            visit(n, path + [m])
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m, [])
 
 
 def test_fnac_help_lists_the_commands(capsys):

@@ -49,11 +49,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
-    if is_initialized():
-        dist.destroy_process_group()
-
-
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather whose backward returns this process's slice of the summed gradient, so that the
     loss over the global batch back-propagates into every process's own embeddings."""
@@ -79,10 +74,3 @@ def gather_with_grad(x: Tensor) -> Tensor:
         return x
     return _GatherWithGrad.apply(x)
 
-
-def all_reduce_mean(x: Tensor) -> Tensor:
-    if world_size() == 1:
-        return x
-    y = x.detach().clone()
-    dist.all_reduce(y, op=dist.ReduceOp.SUM)
-    return y / world_size()

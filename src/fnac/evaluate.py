@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader
 
 from fnac import localization as loc
 from fnac import metrics
-from fnac.data import collate
-from fnac.data.cached import model_inputs
+from fnac.data import as_dataset, collate
 from fnac.errors import ConfigError, DataError
-from fnac.models.fnac import ObjectNet, pair_maps
+from fnac.inputs import model_inputs
+from fnac.models.fnac import ObjectNet, localization_maps
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ def evaluate_model(
         tau = float(model.tau)
     else:
         tau = 0.03
-    if hasattr(dataset, "prepare_for"):  # a cached dataset: finish samples on the device, or in workers on CPU
-        dataset.prepare_for(device)
+    dataset = as_dataset(dataset)
+    dataset.prepare_for(device)  # a cached dataset: finish samples on the device, or in workers on CPU
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate, pin_memory=pin_memory and device.type == "cuda")
     ids: list[str] = []
@@ -142,7 +142,7 @@ def evaluate_model(
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(loader, desc=f"eval {getattr(dataset, 'name', '')} {getattr(dataset, 'split', '')}",
+        it = tqdm(loader, desc=f"eval {dataset.name} {dataset.split}",
                   leave=False, dynamic_ncols=True)
     for batch, bad in it:
         failed.extend(bad)
@@ -150,7 +150,7 @@ def evaluate_model(
             continue
         if "gt_map" not in batch:
             raise DataError(
-                f"{getattr(dataset, 'list_path', 'dataset')}: split '{getattr(dataset, 'split', '?')}' has no "
+                f"{dataset.list_path}: split '{dataset.split}' has no "
                 "annotations (gt maps); cannot evaluate localization"
             )
         gt = batch["gt_map"].numpy()  # (B, 224, 224)
@@ -163,9 +163,7 @@ def evaluate_model(
         images, specs = model_inputs(batch, device)
         raw = None
         if model is not None:
-            feats = model.encode_image(images)
-            aud = model.encode_audio(specs)
-            raw_t = pair_maps(feats, aud, tau).float()  # (B, h, w) on the device
+            raw_t = localization_maps(model, images, specs)  # (B, h, w) on the device
             raw = raw_t.cpu().numpy()
         obj_t = object_net.object_map(images).float() if object_net is not None else None
         obj = obj_t.cpu().numpy() if obj_t is not None else None
@@ -224,8 +222,7 @@ def evaluate_model(
                 base_cious.setdefault(name, []).extend(r["ciou"])
         ids.extend(batch["id"])
     if not ids:
-        where = getattr(dataset, "list_path", "the dataset")
-        raise DataError(f"{where}: no sample could be evaluated ({len(failed)} failed to load)")
+        raise DataError(f"{dataset.list_path}: no sample could be evaluated ({len(failed)} failed to load)")
     result_metrics: dict[str, float] = {}
     per_sample: list[dict[str, Any]] = []
     if model is not None:
@@ -253,13 +250,13 @@ def evaluate_model(
         b = np.asarray(bc)
         base[name] = {"ciou50": float(np.mean(b >= 0.5)), "auc": metrics.auc(b), "mean_ciou": float(b.mean())}
     return EvalResult(
-        dataset=getattr(dataset, "name", "?"),
-        split=getattr(dataset, "split", "?"),
+        dataset=dataset.name,
+        split=dataset.split,
         kind=kind,
         protocol=protocol,
-        n_listed=len(getattr(dataset, "listed", ids)),
+        n_listed=len(dataset.listed),
         n_evaluated=len(ids),
-        missing=list(getattr(dataset, "missing", [])),
+        missing=list(dataset.missing),
         failed=failed,
         metrics=result_metrics,
         per_sample=per_sample,

@@ -33,7 +33,7 @@ from fnac import localization as loc
 from fnac import media, metrics, vision
 from fnac.checkpoint import checkpoint_config, load_checkpoint
 from fnac.errors import DataError, MediaError
-from fnac.models.fnac import FNAC, pair_maps
+from fnac.models.fnac import FNAC, localization_maps
 from fnac.visualize import heat_overlay, save_png
 
 log = logging.getLogger(__name__)
@@ -279,9 +279,7 @@ def audio_batch(x: np.ndarray, sr: int, centres: list[float], window: float, dev
 @torch.inference_mode()
 def _maps(model: FNAC, images: torch.Tensor, specs: torch.Tensor) -> np.ndarray:
     """(B, 3, S, S), (B, 1, 257, T) -> raw cos/tau maps (B, h, w), float32 numpy."""
-    img = model.encode_image(images)  # (B, C, h, w)
-    aud = model.encode_audio(specs)  # (B, C)
-    return pair_maps(img, aud, model.tau).float().cpu().numpy()
+    return localization_maps(model, images, specs).cpu().numpy()
 
 
 def map_confidence(raw: np.ndarray) -> float:

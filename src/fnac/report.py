@@ -18,7 +18,7 @@ from fnac.checkpoint import (checkpoint_config, is_reference_checkpoint, load_ch
 from fnac.config import Config, from_dict, load_config, resolve_config_path
 from fnac.data import build_dataset
 from fnac.evaluate import EvalResult, Protocol, evaluate_model, format_table
-from fnac.models.fnac import ObjectNet, pair_maps
+from fnac.models.fnac import ObjectNet, localization_maps
 from fnac.train import resolve_device
 from fnac.vision import IMAGENET_MEAN, IMAGENET_STD
 from fnac.visualize import heat_overlay, save_png
@@ -102,7 +102,7 @@ def write_overlays(model: torch.nn.Module, dataset: Any, result: EvalResult, out
             continue
         img = sample["image"].unsqueeze(0).to(device)
         spec = sample["spec"].unsqueeze(0).to(device)
-        raw = pair_maps(model.encode_image(img), model.encode_audio(spec), float(model.tau))[0].cpu().numpy()
+        raw = localization_maps(model, img, spec)[0].cpu().numpy()
         frame = denormalize(sample["image"])
         size = frame.shape[0]
         m = loc.minmax(loc.upsample(raw, size, result.protocol.upsample))

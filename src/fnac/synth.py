@@ -982,16 +982,3 @@ def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool
                                      "summary": summary})
     return summary
 
-
-def load_classes(root: str | Path) -> list[dict]:
-    """classes.json of a generated set (DataError when missing or malformed)."""
-    p = Path(root) / "classes.json"
-    try:
-        data = json.loads(p.read_text())
-    except OSError:
-        raise DataError(f"{p}: missing (not a synthetic set? run `fnac synth {root}`)") from None
-    except ValueError as e:
-        raise DataError(f"{p}: not valid JSON: {e}") from None
-    if not isinstance(data, list) or not all(isinstance(c, dict) and "name" in c for c in data):
-        raise DataError(f"{p}: expected a JSON list of class objects with a 'name'")
-    return data

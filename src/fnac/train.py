@@ -26,8 +26,8 @@ from fnac import distributed as dist
 from fnac.checkpoint import read_checkpoint, save_checkpoint
 from fnac.config import Config, save_config, to_dict
 from fnac.data import build_dataset, collate
-from fnac.data.cached import model_inputs
 from fnac.errors import ConfigError, DataError, FnacError
+from fnac.inputs import model_inputs
 from fnac.losses import TERMS, fnac_losses, loss_weights, weighted_total
 from fnac.models.fnac import FNAC
 
@@ -257,7 +257,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             log.warning("no validation split (%s): no best checkpoint will be selected", e)
 
     for ds in (train_set, val_set):  # a cached dataset finishes samples in its workers when training on CPU
-        if hasattr(ds, "prepare_for"):
+        if ds is not None:
             ds.prepare_for(device)
 
     model: torch.nn.Module = FNAC(cfg.model).to(device)

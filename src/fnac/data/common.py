@@ -20,9 +20,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset as TorchDataset
 
 from fnac.config import DataConfig
+from fnac.data.protocol import Dataset
 from fnac.errors import DataError, FnacError
 
 log = logging.getLogger("fnac.data")
@@ -233,8 +234,9 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-class AVDataset(Dataset):
-    """Image + audio samples of one split of one benchmark (the data/ contract in CONTRIBUTING.md).
+class AVDataset(TorchDataset, Dataset):
+    """Image + audio samples of one split of one benchmark (the data/ contract in CONTRIBUTING.md), a
+    ``fnac.data.Dataset``.
 
     ``__getitem__(i)`` returns ``{"id", "index", "image" (3, S, S), "spec" (1, 257, T)}`` plus the
     annotation fields of the benchmark (``gt_map`` (224, 224) float32 when the split is annotated), or
@@ -299,6 +301,9 @@ class AVDataset(Dataset):
         if extra:
             text += " (" + ", ".join(extra) + ")"
         return text + f" [{self.list_path}]"
+
+    def prepare_for(self, device: torch.device | str) -> None:
+        """Nothing to choose: plain samples are always finished (model inputs) in the loader workers."""
 
     def _log_build(self) -> None:
         log.info("%s", self.summary())

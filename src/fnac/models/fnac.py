@@ -161,14 +161,28 @@ class FNAC(nn.Module):
         return {"img": self.encode_image(images), "aud": self.encode_audio(specs)}
 
     def localize(self, images: Tensor, specs: Tensor) -> Tensor:
-        """Raw localization map of each matching pair: <v[b,:,h,w], a[b]> / tau, (B, h, w)."""
-        out = self.forward(images, specs)
-        return pair_maps(out["img"], out["aud"], self.tau)
+        """Raw localization map of each matching pair: <v[b,:,h,w], a[b]> / tau, (B, h, w) float32
+        (``localization_maps``)."""
+        return localization_maps(self, images, specs)
 
 
 def pair_maps(img: Tensor, aud: Tensor, tau: float) -> Tensor:
     """Diagonal of the similarity volume: (B, C, h, w), (B, C) -> (B, h, w) = cos / tau."""
     return torch.einsum("bchw,bc->bhw", img, aud) / tau  # (B, h, w)
+
+
+def localization_maps(model: nn.Module, images: Tensor, specs: Tensor) -> Tensor:
+    """Raw localization map of each matching (image, audio) pair, (B, h, w) float32 on the inputs'
+    device: <v[b,:,h,w], a[b]> / tau, the cosine of every visual position with the pair's audio
+    embedding over the temperature (method.md section 1).
+
+    ``model`` is anything with ``encode_image`` (B, 3, S, S) -> (B, C, h, w), ``encode_audio``
+    (B, 1, 257, T) -> (B, C) and ``tau``: an FNAC or its torch.compile wrapper (unwrap
+    DistributedDataParallel first). Every map of fnac (evaluation, reports, ``fnac localize``, the server) is made
+    here; callers choose the gradient mode and move the maps off the device."""
+    img = model.encode_image(images)  # (B, C, h, w)
+    aud = model.encode_audio(specs)  # (B, C)
+    return pair_maps(img, aud, float(model.tau)).float()  # (B, h, w)
 
 
 class ObjectNet(nn.Module):
