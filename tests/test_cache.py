@@ -300,4 +300,4 @@ def test_gpu_options_on_cpu(root, cache_dir):
 def test_cache_records_data_alpha(root, cache_dir):
     # frames decoded with data.alpha=drop (the default) cannot serve a config asking for white compositing
     with pytest.raises(DataError, match="data.alpha: cache 'drop', config 'white'"):
-        build_cached(_cfg(root, "data.alpha=white", f"data.cache={cache_dir}").data, "test", False)
+        build_dataset(_cfg(root, "data.alpha=white", f"data.cache={cache_dir}").data, "test", False)
