@@ -301,3 +301,26 @@ def test_cache_records_data_alpha(root, cache_dir):
     # frames decoded with data.alpha=drop (the default) cannot serve a config asking for white compositing
     with pytest.raises(DataError, match="data.alpha: cache 'drop', config 'white'"):
         build_dataset(_cfg(root, "data.alpha=white", f"data.cache={cache_dir}").data, "test", False)
+
+
+def test_overlays_from_unfinished_cached_samples_equal_the_plain_layouts(root, cache_dir, tmp_path):
+    """report.write_overlays goes through fnac.inputs: a cached split prepared for a GPU (samples left
+    as uint8 frames and raw audio windows) draws the same pictures as the plain layout."""
+    from fnac.evaluate import Protocol, evaluate_model
+    from fnac.models.fnac import FNAC
+    from fnac.report import write_overlays
+
+    torch.manual_seed(0)
+    model = FNAC(_cfg(root).model, load_pretrained=False).eval()
+    cached, plain = _pair(root, cache_dir, "test", False)
+    res = evaluate_model(model, plain, Protocol(), batch_size=4, device="cpu", num_workers=0, baselines=False,
+                         progress=False)
+    cached.prepare_for("cuda")  # what evaluation on a GPU does: samples are finished on the device
+    assert cached[0]["image"].dtype == torch.uint8
+    a = write_overlays(model, plain, res, tmp_path / "plain", 2, torch.device("cpu"))
+    b = write_overlays(model, cached, res, tmp_path / "cached", 2, torch.device("cpu"))
+    assert len(a) == len(b) == 4
+    for pa, pb in zip(a, b):
+        assert pa.name == pb.name
+        diff = np.abs(np.asarray(Image.open(pa), np.int16) - np.asarray(Image.open(pb), np.int16))
+        assert diff.max() <= 2  # the spectrogram of the cache agrees to float rounding

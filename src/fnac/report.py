@@ -16,7 +16,8 @@ from fnac import localization as loc
 from fnac.checkpoint import (checkpoint_config, is_reference_checkpoint, load_checkpoint, read_checkpoint,
                              read_export_meta)
 from fnac.config import Config, from_dict, load_config, resolve_config_path
-from fnac.data import build_dataset
+from fnac.data import build_dataset, collate
+from fnac.inputs import model_inputs
 from fnac.evaluate import EvalResult, Protocol, evaluate_model, format_table
 from fnac.models.fnac import ObjectNet, localization_maps
 from fnac.train import resolve_device
@@ -100,10 +101,12 @@ def write_overlays(model: torch.nn.Module, dataset: Any, result: EvalResult, out
         sample = dataset[index_of[row["id"]]]
         if "error" in sample:
             continue
-        img = sample["image"].unsqueeze(0).to(device)
-        spec = sample["spec"].unsqueeze(0).to(device)
+        # through the same seam as evaluation: a cached sample left unfinished for the device (uint8
+        # image, raw audio window) becomes model inputs here, a finished one is only moved
+        batch, _ = collate([sample])
+        img, spec = model_inputs(batch, device)
         raw = localization_maps(model, img, spec)[0].cpu().numpy()
-        frame = denormalize(sample["image"])
+        frame = denormalize(img[0])
         size = frame.shape[0]
         m = loc.minmax(loc.upsample(raw, size, result.protocol.upsample))
         pk = loc.peak_and_box(m)
