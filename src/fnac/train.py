@@ -294,7 +294,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             failed_epoch, seen_epoch = ck.get("epoch_skipped", 0), ck.get("epoch_seen", 0)
         n_list = ck.get("n_train") or _started_with(logf) or len(train_set)
         vanished = max(0, n_list - len(train_set))
-        if vanished:
+        if vanished and start_epoch < cfg.train.epochs:
             _check_vanished(train_set, vanished, n_list, cfg.data.max_skip_fraction)
         if main:
             best = _reconcile_best(out, ck, latest, best)
