@@ -370,10 +370,9 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
                     for sid, why in failed:
                         log.warning("skipped sample %s: %s", sid, why)
                 check_skips()
-                if failed:
-                    if batch is None or batch["image"].shape[0] < 2:
-                        batch_i += 1
-                        continue
+                if failed and (batch is None or batch["image"].shape[0] < 2):
+                    batch_i += 1
+                    continue
                 torch.manual_seed(step_seed(cfg.train.seed, step, rank))
                 try:
                     terms = train_step(model, batch, optimizer, cfg, epoch, device)
@@ -461,7 +460,7 @@ def _load_resume_state(ck: dict, latest: Path, core: torch.nn.Module, optimizer:
     optimizer is refused with one line naming the file and what differs."""
     try:
         load_state_strict(core, ck["model"], str(latest))
-    except CheckpointError as e:
+    except CheckpointError:
         theirs = (ck.get("config") or {}).get("model") or {}
         ours = to_dict(cfg)["model"]
         diff = [f"model.{k}={theirs[k]} in the checkpoint, {ours[k]} in the config" for k in ours
