@@ -415,3 +415,19 @@ def test_files_vanishing_mid_run_are_counted_alike_below_the_threshold(tiny_synt
     _break(root2)
     resumed = fit(_full_epochs(root2, tmp_path / "resumed", 2, 0.5), resume=True)
     assert [r["skipped"] for r in resumed.history] == [3]
+
+
+def test_eval_and_localize_refuse_a_corrupt_checkpoint_in_one_line(tiny_synth, tmp_path, small_cfg, capsys):
+    path = tmp_path / "best.pt"
+    good = _small_checkpoint(path, small_cfg)
+    _flip_tensor(path, good["model"], "imgnet.conv1.weight")
+    rc = cli.main(["eval", "--checkpoint", str(path), "--config", "small", "--no-baselines", "--device", "cpu",
+                   "--workers", "0", "--out", str(tmp_path / "eval"), f"data.root={tiny_synth}",
+                   "data.image_size=64", "data.audio_duration=1.0"])
+    line = _one_line_error(capsys.readouterr().err, "eval")
+    assert rc == 1 and str(path) in line and "corrupt" in line
+    rc = cli.main(["localize", "--image", str(Path(tiny_synth) / "frames" / "test_000000.jpg"),
+                   "--audio", str(Path(tiny_synth) / "audio" / "test_000000.wav"), "--checkpoint", str(path),
+                   "--out", str(tmp_path / "loc")])
+    line = _one_line_error(capsys.readouterr().err, "localize")
+    assert rc == 1 and str(path) in line and "corrupt" in line
