@@ -431,3 +431,37 @@ def test_eval_and_localize_refuse_a_corrupt_checkpoint_in_one_line(tiny_synth, t
                    "--out", str(tmp_path / "loc")])
     line = _one_line_error(capsys.readouterr().err, "localize")
     assert rc == 1 and str(path) in line and "corrupt" in line
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the file being written through /proc")
+def test_sigkill_while_best_pt_is_written_then_resume(tiny_synth, tmp_path):
+    """A real SIGKILL in the middle of writing best.pt (the child kills itself once part of the temporary
+    file is written); `fnac train --resume` then leaves a best.pt that matches latest's best record."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    args = _overrides(tiny_synth, out)
+    child = (
+        "import os, signal, sys, torch\n"
+        "real = torch.save\n"
+        "def save(obj, f, *a, **k):\n"
+        "    if os.path.basename(os.readlink(f'/proc/self/fd/{f.fileno()}')).startswith('.best.pt.'):\n"
+        "        f.write(b'PK' + b'\\0' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(obj, f, *a, **k)\n"
+        "torch.save = save\n"
+        "from fnac import cli\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    proc = subprocess.run([sys.executable, "-c", child, "train", "--config", "small", *args], env=env,
+                          capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert not (out / "best.pt").exists()
+    proc = subprocess.run([sys.executable, "-m", "fnac", "train", "--config", "small", "--resume", *args],
+                          env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    latest, best = read_checkpoint(out / "latest.pt"), read_checkpoint(out / "best.pt")
+    assert latest["best"] is not None and best["best"] == latest["best"] and best["epoch"] == latest["epoch"]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
