@@ -1,8 +1,12 @@
 """Checkpoints that describe themselves and load strictly (CONTRIBUTING.md, habit 6).
 
 Our format: {'format': 'fnac', 'version', 'model', 'optimizer', 'epoch', 'step', 'config', 'best',
-'pretrained', 'rng', 'history'}; written to a temporary file in the same folder, fsynced, then renamed,
-so a kill never leaves a broken file. The authors' files ({'model', 'optimizer', 'epoch', 'best_cIoU',
+'pretrained', 'rng', 'history', 'content_sha256'}; written to a temporary file in the same folder, fsynced, then
+renamed, so a kill never leaves a broken file. 'content_sha256' holds a sha256 of every other entry,
+checked on every read, so a file damaged after it was written is refused instead of loaded (files
+without it, older ones and the authors', load as before). A write that fails (full disk, read-only
+folder) raises OutputError naming the file and the cause, removes the temporary file and leaves the
+previous checkpoint as it was. The authors' files ({'model', 'optimizer', 'epoch', 'best_cIoU',
 'best_Auc'}, keys optionally prefixed 'module.') go through `convert_reference_state`.
 
 Exported folders (`fnac export`, written by fnac.export) hold `model.safetensors` (tensors only) and
@@ -11,8 +15,10 @@ unpickles anything.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,7 @@ import torch
 from torch import Tensor
 
 from fnac.config import Config, ModelConfig, from_dict, to_dict
-from fnac.errors import CheckpointError
+from fnac.errors import CheckpointError, OutputError, os_error_reason
 from fnac.models.fnac import FNAC, load_state_strict
 from fnac.safeload import safe_torch_load
 
@@ -30,28 +36,135 @@ VERSION = 1
 EXPORT_FORMAT = "fnac-export"
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONFIG = "config.json"
+DIGESTS = "content_sha256"  # entry name -> sha256 of that entry (see content_digests)
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then os.replace (atomic on POSIX)."""
+    """torch.save to a temporary file beside `path`, fsync, then os.replace (atomic on POSIX).
+
+    A failure to write (no space left, read-only file system, no permission) raises OutputError naming
+    `path` and the cause; the temporary file is removed and an existing `path` is left untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write the checkpoint: {os_error_reason(e)}") from None
+    replaced = False
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        replaced = True
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+    except (OSError, RuntimeError) as e:
+        cause = _write_failure(e, path.parent)  # before the partial file is removed (it fills the disk)
+        _remove(tmp)
+        kept = " (the previous file is unchanged)" if path.exists() and not replaced else ""
+        raise OutputError(f"{path}: cannot write the checkpoint: {cause}{kept}") from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+_FULL_BELOW = 16 << 20  # bytes: a failed write with less free space than this was a full disk
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _write_failure(e: BaseException, folder: Path) -> str:
+    """Why a checkpoint write failed, in words. torch reports a full disk as a RuntimeError naming no
+    cause ('unexpected pos ...', 'file write failed'): the folder's free space tells."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return os_error_reason(e)
+    free = _free_bytes(folder)
+    if free is not None and free < _FULL_BELOW:
+        return f"no space left on device ({free // 1024} KiB free in {folder})"
+    text = str(e).strip().splitlines()
+    return f"the write failed ({text[0][:300] if text else type(e).__name__})"
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def ensure_writable(folder: str | Path, what: str = "train.out_dir") -> None:
+    """Create `folder` if needed and check that a file can be written there; OutputError naming the
+    folder and the cause (read-only file system, permission denied, ...) when not."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".fnac-write-test.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise OutputError(f"{what}={folder}: cannot write there: {os_error_reason(e)}") from None
+    os.close(fd)
+    _remove(tmp)
+
+
+# --------------------------------------------------------------------------------------- checksums
+def _feed(h: Any, x: Any) -> None:
+    """Hash a checkpoint entry: tensors by dtype, shape and bytes; containers in a fixed order; numbers
+    and strings by type and value (numpy scalars as the Python number they hold)."""
+    if isinstance(x, Tensor):
+        t = x.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(x, dict):
+        h.update(b"D%d;" % len(x))
+        for k in sorted(x, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(h, k)
+            _feed(h, x[k])
+    elif isinstance(x, (list, tuple)):
+        h.update(b"L%d;" % len(x))
+        for v in x:
+            _feed(h, v)
+    else:
+        if hasattr(x, "item") and type(x).__module__ == "numpy":
+            x = x.item()
+        h.update(f"S{type(x).__name__}:{x!r};".encode())
+
+
+def content_digests(obj: dict) -> dict[str, str]:
+    """sha256 (hex) of each entry of a checkpoint dict, except the digests themselves."""
+    out = {}
+    for key, value in obj.items():
+        if key == DIGESTS:
+            continue
+        h = hashlib.sha256()
+        _feed(h, value)
+        out[key] = h.hexdigest()
+    return out
+
+
+def verify_digests(obj: dict, path: str | Path) -> None:
+    """CheckpointError naming `path` when an entry differs from the sha256 stored when it was written."""
+    want = obj.get(DIGESTS)
+    if want is None:
+        return  # written before checksums existed
+    if not isinstance(want, dict):
+        raise CheckpointError(f"{path}: checkpoint is corrupt: its checksum record is damaged")
+    got = content_digests({k: obj[k] for k in want if k in obj})
+    bad = [k for k in want if got.get(k) != want[k]]
+    if bad:
+        raise CheckpointError(
+            f"{path}: checkpoint is corrupt: its {', '.join(repr(k) for k in bad)} "
+            f"{'entry does' if len(bad) == 1 else 'entries do'} not match the sha256 recorded when it was "
+            "written (the file was damaged after it was saved); use an earlier or intact copy")
 
 
 def save_checkpoint(path: str | Path, model: FNAC, cfg: Config, **state: Any) -> None:
@@ -67,6 +180,7 @@ def save_checkpoint(path: str | Path, model: FNAC, cfg: Config, **state: Any) ->
         "pretrained": getattr(module, "pretrained_weights", None),
         **state,
     }
+    obj[DIGESTS] = content_digests(obj)
     atomic_save(obj, path)
 
 
@@ -82,6 +196,8 @@ def read_checkpoint(path: str | Path) -> dict:
     obj = safe_torch_load(p, "checkpoint")
     if not isinstance(obj, dict) or "model" not in obj or not isinstance(obj["model"], dict):
         raise CheckpointError(f"{p}: not a checkpoint (expected a dict with a 'model' state dict)")
+    if obj.get("format") == FORMAT:
+        verify_digests(obj, p)
     return obj
 
 

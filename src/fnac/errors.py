@@ -22,3 +22,27 @@ class DataError(FnacError):
 
 class CheckpointError(FnacError):
     """A checkpoint is missing, corrupt, or its keys do not match the model."""
+
+
+class OutputError(FnacError):
+    """An output file or folder cannot be written (full disk, read-only file system, no permission)."""
+
+
+def os_error_reason(e: OSError) -> str:
+    """The cause of a failed file operation in a few words: 'no space left on device', 'read-only file
+    system', 'permission denied', ... (the system's text for other errors)."""
+    import errno
+    import os
+
+    words = {
+        errno.ENOSPC: "no space left on device",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied (operation not permitted)",
+        errno.EDQUOT: "disk quota exceeded",
+    }
+    if e.errno in words:
+        return words[e.errno]
+    if e.errno:
+        return os.strerror(e.errno).lower()
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -23,13 +23,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from fnac import distributed as dist
-from fnac.checkpoint import read_checkpoint, save_checkpoint
+from fnac.checkpoint import atomic_save, ensure_writable, read_checkpoint, save_checkpoint
 from fnac.config import Config, save_config, to_dict
 from fnac.data import build_dataset, collate
-from fnac.errors import ConfigError, DataError, FnacError
+from fnac.errors import CheckpointError, ConfigError, DataError, FnacError, OutputError, os_error_reason
 from fnac.inputs import model_inputs
 from fnac.losses import TERMS, fnac_losses, loss_weights, weighted_total
-from fnac.models.fnac import FNAC
+from fnac.models.fnac import FNAC, load_state_strict
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,11 @@ class JsonlLog:
 
     def write(self, record: dict) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as e:
+                raise OutputError(f"{self.path}: cannot write the training log: {os_error_reason(e)}") from None
 
     def records(self) -> list[dict]:
         if not self.path.is_file():
@@ -235,9 +238,12 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
     out = Path(cfg.train.out_dir)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_writable(out)  # a read-only or forbidden folder: one line now, not a traceback later
         for stray in out.glob(".*.pt.*.tmp"):  # left by a process killed while writing a checkpoint
-            stray.unlink(missing_ok=True)
+            try:
+                stray.unlink(missing_ok=True)
+            except OSError as e:
+                log.warning("could not remove %s: %s", stray, os_error_reason(e))
     dist.barrier()
     if cfg.train.batch_size % world:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by {world} processes")
@@ -275,22 +281,33 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     logf = JsonlLog(out / "log.jsonl", main)
     start_epoch, skip_batches, step, best, history = 0, 0, 0, None, []
     latest = out / "latest.pt"
+    # skipped-sample accounting (per epoch): the run's training list is the one it started with
+    n_list, vanished, failed_epoch, seen_epoch = len(train_set), 0, 0, 0
     if resume:
         if not latest.is_file():
             raise FnacError(f"--resume: no checkpoint at {latest}")
         ck = read_checkpoint(latest)
-        core.load_state_dict(ck["model"], strict=True)
+        _load_resume_state(ck, latest, core, optimizer, cfg)
         core.pretrained_weights = ck.get("pretrained")  # the weights the run started from, not today's
-        optimizer.load_state_dict(ck["optimizer"])
         start_epoch, skip_batches = ck["epoch"], ck.get("batch_in_epoch", 0)
         step, best = ck["step"], ck.get("best")
+        if skip_batches:
+            failed_epoch, seen_epoch = ck.get("epoch_skipped", 0), ck.get("epoch_seen", 0)
+        n_list = ck.get("n_train") or _started_with(logf) or len(train_set)
+        vanished = max(0, n_list - len(train_set))
+        if vanished and start_epoch < cfg.train.epochs:
+            _check_vanished(train_set, vanished, n_list, cfg.data.max_skip_fraction)
         if main:
+            best = _reconcile_best(out, ck, latest, best)
             log.info("resumed from %s: epoch %d, batch %d, step %d", latest, start_epoch, skip_batches, step)
             logf.write({"kind": "resume", "epoch": start_epoch, "step": step})
     elif main:
         for name in ("log.jsonl",):
             (out / name).unlink(missing_ok=True)
-        save_config(cfg, out / "config.yaml")
+        try:
+            save_config(cfg, out / "config.yaml")
+        except OSError as e:
+            raise OutputError(f"{out / 'config.yaml'}: cannot write: {os_error_reason(e)}") from None
         logf.write({"kind": "start", "commit": _git_commit(), "config": to_dict(cfg), "world_size": world,
                     "device": str(device), "pretrained": core.pretrained_weights, "n_train": len(train_set),
                     "n_val": len(val_set) if val_set is not None else 0})
@@ -303,17 +320,34 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     protocol = Protocol(upsample=cfg.train.eval_upsample, threshold=cfg.train.eval_threshold)
 
     def state(epoch: int, batch_in_epoch: int) -> dict:
-        return {"optimizer": optimizer.state_dict(), "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "step": step, "best": best, "world_size": world}
+        st = {"optimizer": optimizer.state_dict(), "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+              "step": step, "best": best, "world_size": world, "n_train": n_list}
+        if batch_in_epoch:  # mid-epoch: the epoch's skip count goes on after a resume
+            st.update(epoch_skipped=failed_epoch, epoch_seen=seen_epoch)
+        return st
+
+    def check_skips() -> None:
+        """Stop when the share of the run's training list that cannot be used (files gone since the
+        start, plus this epoch's load failures extrapolated to the whole set) passes the threshold."""
+        if seen_epoch < 2 * local_bs:
+            return
+        share = (vanished + failed_epoch / seen_epoch * len(train_set)) / max(n_list, 1)
+        if share > cfg.data.max_skip_fraction and failed_epoch:
+            gone = f" (and {vanished} of the run's {n_list} are gone since it started)" if vanished else ""
+            raise DataError(
+                f"{failed_epoch} of {seen_epoch} training samples failed to load{gone}, more than "
+                f"data.max_skip_fraction={cfg.data.max_skip_fraction}; see the warnings above"
+            )
 
     last_val = None
     stopped = False
-    seen = failed_total = 0
     epoch = start_epoch - 1  # resuming a finished run trains no epoch: epochs_done stays start_epoch
     with _StopFlag() as flag:
         for epoch in range(start_epoch, cfg.train.epochs):
             train_set.set_epoch(epoch)
             skip = skip_batches if epoch == start_epoch else 0
+            if not skip:
+                failed_epoch = seen_epoch = 0
             sampler.set_epoch(epoch, skip)
             model.train()
             sums = {k: 0.0 for k in (*TERMS, "loss")}
@@ -331,19 +365,15 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             for batch, failed in loader:
                 if batch_i >= per_epoch:
                     break
-                seen += local_bs
+                seen_epoch += local_bs
                 if failed:
-                    failed_total += len(failed)
+                    failed_epoch += len(failed)
                     for sid, why in failed:
                         log.warning("skipped sample %s: %s", sid, why)
-                    if failed_total > cfg.data.max_skip_fraction * max(seen, 1) and seen >= 2 * local_bs:
-                        raise DataError(
-                            f"{failed_total} of {seen} training samples failed to load, more than "
-                            f"data.max_skip_fraction={cfg.data.max_skip_fraction}; see the warnings above"
-                        )
-                    if batch is None or batch["image"].shape[0] < 2:
-                        batch_i += 1
-                        continue
+                check_skips()
+                if failed and (batch is None or batch["image"].shape[0] < 2):
+                    batch_i += 1
+                    continue
                 torch.manual_seed(step_seed(cfg.train.seed, step, rank))
                 try:
                     terms = train_step(model, batch, optimizer, cfg, epoch, device)
@@ -391,7 +421,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
                                    **{k: v / max(n_steps, 1) for k, v in sums.items()},
                                    "lr": optimizer.param_groups[0]["lr"],
                                    "samples_per_s": n_steps * cfg.train.batch_size / max(dt, 1e-9),
-                                   "skipped": failed_total,
+                                   "skipped": failed_epoch + vanished,
                                    "weights": loss_weights(cfg.loss, epoch)}
             improved = False
             if val_set is not None and main and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
@@ -407,9 +437,12 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             if main:
                 logf.write(rec)
                 history.append(rec)
-                save_checkpoint(latest, core, cfg, **state(epoch + 1, 0))
+                # best.pt before latest.pt: a kill between the two leaves latest at the previous save, so
+                # --resume redoes this epoch and writes best.pt again (the other order could leave a
+                # latest.pt recording a best epoch whose weights never reached best.pt)
                 if improved:
                     save_checkpoint(out / "best.pt", core, cfg, **state(epoch + 1, 0))
+                save_checkpoint(latest, core, cfg, **state(epoch + 1, 0))
                 msg = (f"epoch {epoch + 1}/{cfg.train.epochs}: loss {rec['loss']:.4f} "
                        f"(cl {rec['contrastive']:.4f} fns1 {rec['fns1']:.4f} tns {rec['tns']:.4f} "
                        f"fns2 {rec['fns2']:.4f}) {rec['samples_per_s']:.0f} samples/s")
@@ -420,6 +453,85 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
             dist.barrier()
     dist.barrier()
     return FitResult(out, epoch + 1 if not stopped else epoch, step, best, last_val, history, stopped)
+
+
+def _load_resume_state(ck: dict, latest: Path, core: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                       cfg: Config) -> None:
+    """Model and optimizer state from `latest`; a checkpoint of another model (width, layers...) or
+    optimizer is refused with one line naming the file and what differs."""
+    try:
+        load_state_strict(core, ck["model"], str(latest))
+    except CheckpointError:
+        theirs = (ck.get("config") or {}).get("model") or {}
+        ours = to_dict(cfg)["model"]
+        diff = [f"model.{k}={theirs[k]} in the checkpoint, {ours[k]} in the config" for k in ours
+                if k in theirs and theirs[k] != ours[k] and k not in ("pretrained", "pretrained_required")]
+        if not diff:
+            raise
+        own = core.state_dict()
+        shapes = [f"{k}: {tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
+                  for k, v in ck["model"].items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        eg = f"; {len(shapes)} tensors differ in shape, e.g. {shapes[0]}" if shapes else ""
+        raise CheckpointError(f"{latest}: cannot resume: written by another model ({'; '.join(diff)}){eg}; "
+                              "resume with the model settings the run was started with, or choose another "
+                              "train.out_dir") from None
+    try:
+        optimizer.load_state_dict(ck["optimizer"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise CheckpointError(f"{latest}: cannot resume: its optimizer state does not fit optim.name="
+                              f"{cfg.optim.name} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                              ) from None
+
+
+def _started_with(logf: JsonlLog) -> int | None:
+    """Training samples at the start of the run, from the log (checkpoints written before `n_train`)."""
+    try:
+        starts = [r for r in logf.records() if r.get("kind") == "start"]
+    except (OSError, ValueError):
+        return None
+    return int(starts[-1]["n_train"]) if starts and starts[-1].get("n_train") else None
+
+
+def _check_vanished(train_set: Any, vanished: int, n_list: int, max_fraction: float) -> None:
+    """A resumed run counts the training samples whose files are gone since the run started like the
+    load failures an uninterrupted run would meet: above data.max_skip_fraction, stop."""
+    reasons = getattr(train_set, "missing_reasons", {}) or {}
+    eg = "; ".join(f"{i} ({why})" for i, why in list(reasons.items())[:3])
+    what = (f"{vanished} of the run's {n_list} training samples can no longer be loaded since it started"
+            + (f" (e.g. {eg})" if eg else ""))
+    if vanished > max_fraction * n_list:
+        raise DataError(f"{what}, more than data.max_skip_fraction={max_fraction}; restore the files, or "
+                        "start a new run (without --resume) on the data as it is now")
+    log.warning("%s; they count as skipped samples", what)
+
+
+def _reconcile_best(out: Path, ck: dict, latest: Path, best: dict | None) -> dict | None:
+    """Make best.pt agree with the best epoch recorded in latest.pt before training goes on.
+
+    best.pt is written before latest.pt, so a best.pt ahead of latest is an epoch about to be redone
+    (which writes it again). A best.pt that is missing, damaged or older than the record (a kill between
+    the two writes of an earlier version) is rebuilt from latest.pt when latest holds the weights of the
+    best epoch; otherwise those weights are lost, and the record falls back to what best.pt holds, so
+    the next epoch that beats it is saved."""
+    if best is None:
+        return None
+    best_pt = out / "best.pt"
+    have = None
+    if best_pt.is_file():
+        try:
+            have = read_checkpoint(best_pt).get("best")
+        except FnacError as e:
+            log.warning("%s", e)
+    if have is not None and have.get("epoch", -1) >= best["epoch"]:
+        return best  # the same epoch, or one that the resumed run redoes and writes again
+    if ck.get("epoch") == best["epoch"] + 1 and not ck.get("batch_in_epoch", 0):
+        atomic_save(ck, best_pt)  # latest holds the weights of the best epoch: the same content
+        log.warning("%s did not hold the best epoch (%d) recorded in %s: rewrote it from %s",
+                    best_pt, best["epoch"] + 1, latest, latest)
+        return best
+    log.warning("%s: the weights of the best epoch (%d) recorded in %s were never saved; %s", best_pt,
+                best["epoch"] + 1, latest, "keeping best.pt as it is" if have else "best.pt starts again")
+    return have
 
 
 def _plot(logf: JsonlLog, png: Path) -> None:
