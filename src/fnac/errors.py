@@ -22,3 +22,14 @@ class DataError(FnacError):
 
 class CheckpointError(FnacError):
     """A checkpoint is missing, corrupt, or its keys do not match the model."""
+
+
+class IdListNotFoundError(DataError):
+    """The id list of a split does not exist (neither the configured file nor any default name).
+
+    Raised where the message is made (``fnac.data.common``) so that callers that may skip a split
+    without a list (``fnac cache``) branch on the type, never on the message."""
+
+
+class NoAudioTrackError(MediaError):
+    """A media file has no audio track (as opposed to an audio track that cannot be decoded)."""
