@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fnac.errors import ConfigError, MediaError
+from fnac.fileio import atomic_path
 
 Box = Sequence[float]  # [x1, y1, x2, y2], normalised to [0, 1]
 
@@ -114,14 +115,15 @@ def heat_overlay(
 
 
 def save_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write a uint8 (H, W, 3) or (H, W) array as PNG (folders created). Returns the path."""
+    """Write a uint8 (H, W, 3) or (H, W) array as PNG (folders created; atomically, `fnac.fileio`).
+    Returns the path."""
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise MediaError(f"{path}: image must be uint8 (H, W), (H, W, 3) or (H, W, 4), got {arr.dtype} {arr.shape}")
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        Image.fromarray(arr).save(p, format="PNG")
+        with atomic_path(p) as tmp:  # a reader never sees half a PNG
+            Image.fromarray(arr).save(tmp, format="PNG")
     except OSError as e:
         raise MediaError(f"{p}: cannot write PNG ({e})") from None
     return p
