@@ -52,7 +52,7 @@ def fsync_dir(folder: PathLike) -> None:
         pass
 
 
-def replace(src: PathLike, dst: PathLike, fsync: bool = True) -> Path:
+def durable_replace(src: PathLike, dst: PathLike, fsync: bool = True) -> Path:
     """``os.replace(src, dst)`` then, with fsync, flush the file and its folder. Returns dst as a Path.
     For a file that was completed elsewhere (e.g. a verified download)."""
     dst = Path(dst)
@@ -94,7 +94,7 @@ def atomic_path(path: PathLike, fsync: bool = True, mkdir: bool = True) -> Itera
     tmp = _create_temp(p)
     try:
         yield tmp
-        replace(tmp, p, fsync=fsync)
+        durable_replace(tmp, p, fsync=fsync)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

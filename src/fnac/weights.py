@@ -202,4 +202,4 @@ def _verify_and_install(w: KnownWeights, part: Path, path: Path) -> None:
         part.unlink()
         raise WeightsError(f"{w.filename}: checksum mismatch: sha256 {digest}, expected {w.sha256} "
                            f"({got} bytes, expected {w.size}); the download was deleted")
-    fileio.replace(part, path)  # the verified download becomes the file, flushed with its folder
+    fileio.durable_replace(part, path)  # the verified download becomes the file, flushed with its folder
