@@ -8,6 +8,7 @@ import soundfile as sf
 import torch
 
 from fnac import audio
+from fnac.errors import ConfigError, MediaError
 
 RATES = [8000, 16000, 22050, 44100, 48000]
 
@@ -61,7 +62,7 @@ def test_spectrogram_batched_and_float64():
 
 
 def test_spectrogram_too_short():
-    with pytest.raises(ValueError, match="512"):
+    with pytest.raises(MediaError, match="512"):
         audio.spectrogram(torch.zeros(511), 16000)
 
 
@@ -186,7 +187,7 @@ def test_to_model_input():
     zero = a == 0
     assert zero.any()
     np.testing.assert_allclose(a[~zero].numpy(), ref[~zero.numpy()], rtol=1e-6, atol=1e-7)
-    with pytest.raises(ValueError, match="spec_mask"):
+    with pytest.raises(ConfigError, match="spec_mask"):
         audio.to_model_input(s, train=True, mask="bogus")
 
 

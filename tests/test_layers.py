@@ -10,11 +10,12 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "fnac"
 
 LAYERS = {
-    0: ["fnac", "fnac.errors", "fnac.config", "fnac.distributed"],
-    1: ["fnac.safeload", "fnac.weights", "fnac.media", "fnac.audio", "fnac.vision", "fnac.localization", "fnac.metrics"],
+    0: ["fnac", "fnac.errors", "fnac.config", "fnac.distributed", "fnac.fileio"],
+    1: ["fnac.safeload", "fnac.weights", "fnac.media", "fnac.audio", "fnac.vision", "fnac.localization", "fnac.metrics",
+        "fnac.results", "fnac.scoring"],
     2: ["fnac.models", "fnac.models.resnet", "fnac.models.fnac", "fnac.losses", "fnac.inputs", "fnac.data",
         "fnac.data.*", "fnac.cache"],
-    3: ["fnac.checkpoint", "fnac.export", "fnac.synth", "fnac.visualize", "fnac.prepare"],
+    3: ["fnac.checkpoint", "fnac.export", "fnac.synth", "fnac.visualize", "fnac.outputs", "fnac.prepare"],
     4: ["fnac.train", "fnac.evaluate", "fnac.inference"],
     5: ["fnac.report", "fnac.demo", "fnac.serve", "fnac.serve.*"],
     6: ["fnac.commands", "fnac.commands.*", "fnac.cli", "fnac.__main__"],

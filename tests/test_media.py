@@ -199,7 +199,7 @@ def test_read_frame_at(videos):
     assert abs(_level(media.read_frame_at(p, 0.0)) - 20) < 4
     assert abs(_level(media.read_frame_at(p, 0.35)) - (20 + 10 * 3)) < 4  # shown from 0.3 to 0.4
     assert abs(_level(media.read_frame_at(p, 99.0)) - (20 + 10 * (N_FRAMES - 1))) < 4
-    with pytest.raises(ValueError):
+    with pytest.raises(MediaError):
         media.read_frame_at(p, -1.0)
 
 

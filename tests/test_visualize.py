@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fnac.errors import ConfigError, MediaError
 from fnac.visualize import colormap, heat_overlay, plot_curves, resize_map, save_png
 
 # matplotlib's jet at its two ends (0 -> dark blue (0, 0, 0.5), 1 -> dark red (0.5, 0, 0)), in uint8
@@ -75,13 +76,13 @@ def test_peak_cross():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError):
+    with pytest.raises(MediaError):
         heat_overlay(np.zeros((4, 4, 3), np.float32), np.zeros((2, 2)))
-    with pytest.raises(ValueError):
+    with pytest.raises(MediaError):
         heat_overlay(np.zeros((4, 4), np.uint8), np.zeros((2, 2)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         heat_overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 2)), alpha=1.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(MediaError):
         heat_overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 2, 2)))
 
 
@@ -90,7 +91,7 @@ def test_save_png_roundtrip(tmp_path):
     p = save_png(tmp_path / "a" / "b.png", img)
     back = np.asarray(Image.open(p))
     assert np.array_equal(back, img)
-    with pytest.raises(ValueError):
+    with pytest.raises(MediaError):
         save_png(tmp_path / "c.png", img.astype(np.float32))
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fnac import media
-from fnac.errors import MediaError
+from fnac.errors import ConfigError, MediaError
 
 N_FFT = 512  # nperseg = nfft
 N_OVERLAP = 274
@@ -71,7 +71,7 @@ def spectrogram(x: torch.Tensor | np.ndarray, sr: int) -> torch.Tensor:
     if x.dtype != torch.float64:
         x = x.to(torch.float32)
     if x.shape[-1] < N_FFT:
-        raise ValueError(f"spectrogram needs at least {N_FFT} samples, got {x.shape[-1]}")
+        raise MediaError(f"spectrogram needs at least {N_FFT} samples, got {x.shape[-1]}")
     w = _window(x.device, x.dtype)
     seg = x.unfold(-1, N_FFT, HOP)  # (..., T, 512)
     seg = seg - seg.mean(dim=-1, keepdim=True)
@@ -93,10 +93,10 @@ def centre_window(x: np.ndarray, sr: int, duration: float = 3.0, centre: float |
     """
     x = np.asarray(x)
     if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"centre_window expects a non-empty (N,) signal, got shape {x.shape}")
+        raise MediaError(f"centre_window expects a non-empty (N,) signal, got shape {x.shape}")
     length = int(round(sr * duration))
     if length <= 0:
-        raise ValueError(f"window of {duration} s at {sr} Hz is empty")
+        raise ConfigError(f"window of {duration} s at {sr} Hz is empty")
     n = x.shape[0]
     if n < length:
         reps = -(-length // n)  # ceil
@@ -129,7 +129,7 @@ def apply_masks(
     Returns a new tensor.
     """
     if mode not in MASK_MODES:
-        raise ValueError(f"spec_mask must be one of {MASK_MODES}, got {mode!r}")
+        raise ConfigError(f"spec_mask must be one of {MASK_MODES}, got {mode!r}")
     out = logspec.clone()
     if mode == "none":
         return out
@@ -155,7 +155,7 @@ def to_model_input(
 ) -> torch.Tensor:
     """log(S + 1e-7), the training masks (train only), then / 12 (docs/method.md §4, Audio steps 4-5)."""
     if mask not in MASK_MODES:
-        raise ValueError(f"spec_mask must be one of {MASK_MODES}, got {mask!r}")
+        raise ConfigError(f"spec_mask must be one of {MASK_MODES}, got {mask!r}")
     out = torch.log(spec + LOG_EPS)
     if train and mask != "none":
         out = apply_masks(out, mask, generator)

@@ -18,12 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"fnac.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"fnac.commands.{name}":
-                continue  # command not built yet
-            raise
+        # every listed command must import: a failure is a broken install or a bug, and surfaces here
+        # (a command that silently vanished from `fnac --help` would hide it)
+        mod = importlib.import_module(f"fnac.commands.{name}")
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

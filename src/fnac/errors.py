@@ -46,3 +46,14 @@ def os_error_reason(e: OSError) -> str:
     if e.errno:
         return os.strerror(e.errno).lower()
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+class IdListNotFoundError(DataError):
+    """The id list of a split does not exist (neither the configured file nor any default name).
+
+    Raised where the message is made (``fnac.data.common``) so that callers that may skip a split
+    without a list (``fnac cache``) branch on the type, never on the message."""
+
+
+class NoAudioTrackError(MediaError):
+    """A media file has no audio track (as opposed to an audio track that cannot be decoded)."""

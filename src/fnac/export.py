@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from fnac.checkpoint import (
 )
 from fnac.config import ModelConfig, from_dict, to_dict
 from fnac.errors import CheckpointError
+from fnac.fileio import atomic_path, atomic_write_text
 from fnac.models.fnac import FNAC, load_state_strict
 from fnac.weights import sha256_file
 
@@ -38,21 +37,6 @@ def _fnac_version() -> str:
     import fnac
 
     return fnac.__version__
-
-
-def _write_atomic(path: Path, write) -> None:
-    """write(tmp_path) into a temporary file beside `path`, fsync, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _number(x: Any) -> float | int | None:
@@ -97,7 +81,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, force: bool =
 
     out.mkdir(parents=True, exist_ok=True)
     weights = out / EXPORT_WEIGHTS
-    _write_atomic(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "producer": "fnac"}))
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "fnac"})
     meta = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
@@ -116,9 +101,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, force: bool =
         "weights_sha256": sha256_file(weights),
     }
     text = json.dumps(meta, indent=2, default=str) + "\n"
-    _write_atomic(out / EXPORT_CONFIG, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(out / EXPORT_CONFIG, text)
     card = model_card(meta, out)
-    _write_atomic(out / CARD, lambda tmp: Path(tmp).write_text(card, encoding="utf-8"))
+    atomic_write_text(out / CARD, card)
     return out
 
 

@@ -8,178 +8,49 @@ visual features with the window's audio embedding, / tau (docs/method.md §1); i
 224 x 224 (bicubic), min-max normalised, and summarised by its peak and the box of the high-response
 region around it (`fnac.localization.peak_and_box`).
 
-Frames and audio windows go through the model in batches. Writers: the frames with the heat map
-blended over them and the original audio track (mp4 / webm / mkv), PNG stills, JSON. `score_clip`
-scores a result against the per-frame ground truth of a synthetic clip (`fnac.synth`).
+Frames and audio windows go through the model in batches. The result types are in `fnac.results`,
+the files written from them (overlay video, PNG stills, JSON) in `fnac.outputs`, and the score against
+a synthetic clip's per-frame ground truth in `fnac.scoring`; the names that `fnac.inference` offered
+before (`FrameResult`, `VideoResult`, `PairResult`, `write_overlay_video`, `write_stills`, `write_json`,
+`pick_stills`, `score_clip`) are still importable from here.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from fnac import audio as faudio
 from fnac import localization as loc
-from fnac import media, metrics, vision
+from fnac import media, vision
 from fnac.checkpoint import checkpoint_config, load_checkpoint
-from fnac.errors import DataError, MediaError
+from fnac.errors import ConfigError, MediaError, NoAudioTrackError
+from fnac.media import iter_video_frames_checked
 from fnac.models.fnac import FNAC, localization_maps
-from fnac.visualize import heat_overlay, save_png
+from fnac.outputs import pick_stills, write_json, write_overlay_video, write_stills
+from fnac.results import MAP_SIZE, FrameResult, PairResult, VideoResult
+from fnac.scoring import score_clip
+
+__all__ = [  # the public names, those defined elsewhere included (kept importable from here)
+    "MAP_SIZE", "MAX_VIDEO_PIXELS", "MAX_VIDEO_SECONDS", "MIN_AUDIO_SECONDS", "SILENCE_PEAK",
+    "FrameResult", "PairResult", "VideoResult",
+    "audio_batch", "check_video", "default_alpha", "default_image_size", "default_sample_rate",
+    "default_window", "frame_result", "iter_video_frames_checked", "load_audio_checked", "load_model",
+    "localize_pair", "localize_pair_result", "localize_video", "map_confidence", "pick_stills",
+    "score_clip", "smooth_frames", "write_json", "write_overlay_video", "write_stills",
+]
 
 log = logging.getLogger(__name__)
 
 MIN_AUDIO_SECONDS = 0.1  # shorter audio is refused: tiling 0.1 s into 3 s only repeats one sound
 SILENCE_PEAK = 10 ** (-60 / 20)  # peak level below -60 dBFS counts as a silent track
-MAP_SIZE = 224  # evaluation size of the normalised maps (docs/evaluation.md §1)
 MAX_VIDEO_PIXELS = 4096 * 4096  # larger frames are refused from the probe, before any is decoded
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
-# Sample rates the output audio encoders take; others are resampled to 48 kHz for the output only.
-_AAC_RATES = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000}
-_OPUS_RATES = {8000, 12000, 16000, 24000, 48000}
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class FrameResult:
-    """One localized frame. Coordinates are normalised to [0, 1] of the frame (x right, y down)."""
-
-    index: int  # frame index in the video (0 for an image + audio pair)
-    time: float  # seconds: the frame's time = the centre of its audio window
-    map: np.ndarray  # (h, w) raw cos / tau map (h = w = S / stride: 32, or 16 / 8 with model.visual_layers)
-    peak: tuple[float, float]  # (x, y) of the maximum of the 224 map (pixel centre)
-    box: tuple[float, float, float, float]  # (x1, y1, x2, y2) of the region >= 0.5 around the peak
-    max_cos: float  # largest cosine similarity in the map (raw max * tau)
-    confidence: float = 0.0  # (max - median) / standard deviation of the raw map (`map_confidence`)
-
-    @property
-    def map224(self) -> np.ndarray:
-        """(224, 224) float32 in [0, 1]: bicubic upsampling (align_corners=False) then min-max
-        (docs/evaluation.md §2). Computed on demand so that long videos keep only the small raw maps."""
-        return loc.minmax(loc.upsample(self.map, MAP_SIZE, "bicubic"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "time": round(self.time, 6),
-            "peak": [round(v, 5) for v in self.peak],
-            "box": [round(v, 5) for v in self.box],
-            "max_cos": round(self.max_cos, 5),
-            "confidence": round(self.confidence, 4),
-        }
-
-
-@dataclass
-class VideoResult:
-    """Per-frame localization of one video, and how it was computed."""
-
-    path: str
-    frames: list[FrameResult]
-    fps: float  # the video's frame rate
-    n_frames: int  # frames decoded from the video (all of them, also those skipped by `every`)
-    width: int
-    height: int
-    duration: float  # seconds (container)
-    audio_duration: float  # seconds of decoded audio
-    sample_rate: int  # rate of the audio the model heard
-    every: int
-    window: float
-    image_size: int
-    elapsed: float  # seconds spent decoding and running the model
-    warnings: list[str] = field(default_factory=list)
-    smooth: float = 0.0  # seconds of temporal smoothing of the maps (0 = none)
-
-    @property
-    def fps_achieved(self) -> float:
-        """Frames localized per second of wall time (decode + transforms + model)."""
-        return len(self.frames) / self.elapsed if self.elapsed > 0 else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        peaks = np.array([f.peak for f in self.frames], dtype=np.float64).reshape(-1, 2)
-        return {
-            "input": "video",
-            "video": self.path,
-            "image": None,
-            "audio": self.path,
-            "frames_localized": len(self.frames),
-            "video_frames": self.n_frames,
-            "video_fps": round(self.fps, 4),
-            "width": self.width,
-            "height": self.height,
-            "duration": round(self.duration, 4),
-            "audio_duration": round(self.audio_duration, 4),
-            "sample_rate": self.sample_rate,
-            "every": self.every,
-            "window": self.window,
-            "smooth": self.smooth,
-            "image_size": self.image_size,
-            "elapsed_s": round(self.elapsed, 3),
-            "fps_achieved": round(self.fps_achieved, 3),
-            "mean_peak": [round(float(v), 5) for v in peaks.mean(axis=0)] if len(peaks) else None,
-            "peak_std": [round(float(v), 5) for v in peaks.std(axis=0)] if len(peaks) else None,
-            "warnings": list(self.warnings),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "frames": [f.to_dict() for f in self.frames]}
-
-
-@dataclass
-class PairResult:
-    """Localization of a sound in a still image. Its JSON has the same shape as a video's
-    (docs/localize.md, "The JSON file"): the fields that only a video has are null."""
-
-    image: str
-    audio: str
-    frame: FrameResult
-    width: int  # of the image
-    height: int
-    audio_duration: float
-    sample_rate: int
-    window: float
-    image_size: int
-    elapsed: float
-    warnings: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "input": "image+audio",
-            "video": None,
-            "image": self.image,
-            "audio": self.audio,
-            "frames_localized": 1,
-            "video_frames": None,
-            "video_fps": None,
-            "width": self.width,
-            "height": self.height,
-            "duration": None,
-            "audio_duration": round(self.audio_duration, 4),
-            "sample_rate": self.sample_rate,
-            "every": None,
-            "window": self.window,
-            "smooth": 0.0,
-            "image_size": self.image_size,
-            "elapsed_s": round(self.elapsed, 3),
-            "fps_achieved": None,
-            "mean_peak": [round(float(v), 5) for v in self.frame.peak],
-            "peak_std": [0.0, 0.0],
-            "warnings": list(self.warnings),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "frames": [self.frame.to_dict()]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +222,7 @@ def check_video(path: str | os.PathLike, max_seconds: float = MAX_VIDEO_SECONDS)
         raise MediaError(f"{path}: no video track (localization needs pictures; for a still image use "
                          "--image IMG --audio AUDIO)")
     if not info.has_audio:
-        raise MediaError(f"{path}: no audio track; localization needs the sound")
+        raise NoAudioTrackError(f"{path}: no audio track; localization needs the sound")
     if info.width * info.height > MAX_VIDEO_PIXELS:
         raise MediaError(f"{path}: frames of {info.width}x{info.height} are too large to decode safely "
                          f"(limit {MAX_VIDEO_PIXELS} pixels); downscale the video first")
@@ -382,11 +253,11 @@ def localize_video(
     frame's map with those of the localized frames within +-smooth/2 seconds (`smooth_frames`).
     """
     if not (math.isfinite(smooth) and smooth >= 0):
-        raise ValueError(f"smooth must be a number of seconds >= 0, got {smooth}")
+        raise ConfigError(f"smooth must be a number of seconds >= 0, got {smooth}")
     if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+        raise ConfigError(f"every must be >= 1, got {every}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     path = str(video_path)
     size = int(image_size or default_image_size(model))
     sr_req = default_sample_rate(model) if sample_rate is None else int(sample_rate)
@@ -425,17 +296,6 @@ def localize_video(
         duration=info.duration, audio_duration=x.shape[0] / sr, sample_rate=sr, every=every,
         window=float(window), image_size=size, elapsed=elapsed, warnings=warnings, smooth=float(smooth),
     )
-
-
-def iter_video_frames_checked(path: str, every: int = 1, counts: dict | None = None
-                              ) -> Iterator[tuple[int, float, Image.Image]]:
-    """media.iter_video_frames; any decoder failure surfaces as MediaError naming the file."""
-    try:
-        yield from media.iter_video_frames(path, every, counts)
-    except MediaError:
-        raise
-    except (OSError, ValueError, RuntimeError) as e:
-        raise MediaError(f"{path}: cannot decode the video ({media._short(e)})") from None
 
 
 def _batches(it: Iterator, n: int) -> Iterator[list]:
@@ -491,214 +351,3 @@ def localize_pair_result(
     return PairResult(image=str(image_path), audio=str(audio_path), frame=fr, width=img.width, height=img.height,
                       audio_duration=x.shape[0] / sr, sample_rate=sr, window=float(window), image_size=size,
                       elapsed=time.perf_counter() - t0, warnings=warnings)
-
-
-# ---------------------------------------------------------------------------------------------
-# Writers
-
-
-def _even(arr: np.ndarray) -> np.ndarray:
-    """Crop a frame to an even width and height (yuv420p needs both even)."""
-    h, w = arr.shape[:2]
-    return arr[: h - h % 2, : w - w % 2]
-
-
-def _nearest(frames: list[FrameResult]) -> Callable[[int], FrameResult]:
-    """Frame index -> the localized frame with the nearest index (ties: the earlier one)."""
-    idx = np.array([f.index for f in frames])
-
-    def pick(i: int) -> FrameResult:
-        k = int(np.searchsorted(idx, i))
-        if k == 0:
-            return frames[0]
-        if k >= len(frames):
-            return frames[-1]
-        return frames[k - 1] if i - idx[k - 1] <= idx[k] - i else frames[k]
-
-    return pick
-
-
-def _output_audio(path: str, suffix: str) -> tuple[np.ndarray, int]:
-    """The source's audio at its native rate (mono downmix), resampled to 48 kHz only when the
-    output encoder does not take that rate."""
-    x, sr = media.read_audio(path)
-    rates = _OPUS_RATES if suffix == ".webm" else _AAC_RATES if suffix in (".mp4", ".mkv", ".mov", ".m4v") else None
-    if rates is not None and sr not in rates:
-        x, sr = media.resample(x, sr, 48000), 48000
-    return x, sr
-
-
-def write_overlay_video(
-    result: VideoResult,
-    out_path: str | os.PathLike,
-    alpha: float = 0.5,
-    audio: bool = True,
-    draw_box: bool = True,
-) -> Path:
-    """Every frame of the source with the heat map of the nearest localized frame blended over it,
-    plus the source's audio track. Container by suffix: .mp4/.mkv/.mov (H.264 yuv420p + AAC), .webm (VP9 + Opus), .avi (MPEG-4 + PCM)."""
-    out = Path(out_path)
-    suffix = out.suffix.lower()
-    if not result.frames:
-        raise MediaError(f"{result.path}: no localized frames to write")
-    codecs = {
-        ".mp4": ("libx264", {"crf": "23", "preset": "veryfast"}),
-        ".m4v": ("libx264", {"crf": "23", "preset": "veryfast"}),
-        ".mov": ("libx264", {"crf": "23", "preset": "veryfast"}),
-        ".mkv": ("libx264", {"crf": "23", "preset": "veryfast"}),
-        ".webm": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "crf": "33", "b": "0",
-                                 "row-mt": "1"}),
-        ".avi": ("mpeg4", {"qscale": "4"}),
-    }
-    if suffix not in codecs:
-        raise MediaError(f"{out}: unsupported output format {suffix!r} (use one of {', '.join(codecs)})")
-    codec, options = codecs[suffix]
-    a, sr = _output_audio(result.path, suffix) if audio else (None, 16000)
-    pick = _nearest(result.frames)
-    cache: dict[int, np.ndarray] = {}
-
-    def frames() -> Iterator[np.ndarray]:
-        for i, _, img in iter_video_frames_checked(result.path, 1):
-            fr = pick(i)
-            if fr.index not in cache:
-                cache.clear()
-                cache[fr.index] = fr.map224
-            arr = heat_overlay(np.asarray(img, dtype=np.uint8), cache[fr.index], alpha,
-                               boxes=[fr.box] if draw_box else None, peak=fr.peak)
-            yield _even(arr)
-
-    media.write_video(out, frames(), result.fps or 25.0, audio=a, sample_rate=sr, codec=codec,
-                      options=options)
-    return out
-
-
-def pick_stills(n_localized: int, n: int) -> list[int]:
-    """Positions of n evenly spaced items among n_localized (first and last included)."""
-    if n <= 0 or n_localized <= 0:
-        return []
-    return sorted({int(round(v)) for v in np.linspace(0, n_localized - 1, min(n, n_localized))})
-
-
-def write_stills(result: VideoResult, out_dir: str | os.PathLike, n: int = 4, alpha: float = 0.5
-                 ) -> list[Path]:
-    """PNG overlays (heat map, box, peak) of n evenly spaced localized frames:
-    <out_dir>/<stem>_frame<index>.png."""
-    chosen = {result.frames[k].index: result.frames[k] for k in pick_stills(len(result.frames), n)}
-    if not chosen:
-        return []
-    stem = Path(result.path).stem
-    paths: list[Path] = []
-    last = max(chosen)
-    for i, _, img in iter_video_frames_checked(result.path, result.every):
-        if i in chosen:
-            fr = chosen[i]
-            arr = heat_overlay(np.asarray(img, dtype=np.uint8), fr.map224, alpha, boxes=[fr.box], peak=fr.peak)
-            paths.append(save_png(Path(out_dir) / f"{stem}_frame{i:06d}.png", arr))
-        if i >= last:
-            break
-    return paths
-
-
-def write_pair_overlay(frame: FrameResult, image_path: str | os.PathLike, out_png: str | os.PathLike,
-                       alpha: float = 0.5) -> Path:
-    """PNG of the image with the pair's heat map, box and peak."""
-    img = np.asarray(vision.open_image(image_path), dtype=np.uint8)
-    return save_png(out_png, heat_overlay(img, frame.map224, alpha, boxes=[frame.box], peak=frame.peak))
-
-
-def write_json(obj: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write a JSON document (folders created); written to a temporary file, then renamed."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, p)
-    return p
-
-
-# ---------------------------------------------------------------------------------------------
-# Temporal sanity on synthetic clips
-
-
-def _gt_boxes(entry: dict, source: str) -> list[list[float]]:
-    b = entry.get("bbox")
-    if b is None:
-        raise DataError(f"{source}: frame {entry.get('index')} has no 'bbox'")
-    arr = np.asarray(b, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise DataError(f"{source}: frame {entry.get('index')}: 'bbox' must be [x1, y1, x2, y2] or a list of them")
-    return arr.tolist()
-
-
-def _inside(p: tuple[float, float], boxes: list[list[float]]) -> bool:
-    return any(b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3] for b in boxes)
-
-
-def load_clip_gt(gt_json: str | os.PathLike | dict) -> dict:
-    """A synthetic clip's ground truth (`fnac.synth` clips/<name>.json) as a dict; DataError if malformed."""
-    if isinstance(gt_json, dict):
-        gt, source = gt_json, "ground truth"
-    else:
-        source = str(gt_json)
-        try:
-            gt = json.loads(Path(gt_json).read_text())
-        except OSError as e:
-            raise DataError(f"{source}: cannot read ground truth ({e.strerror or e})") from None
-        except ValueError as e:
-            raise DataError(f"{source}: not valid JSON ({e})") from None
-    if not isinstance(gt, dict) or not isinstance(gt.get("frames"), list) or not gt["frames"]:
-        raise DataError(f"{source}: expected a clip ground truth with a non-empty 'frames' list")
-    for f in gt["frames"]:
-        if not isinstance(f, dict) or "time" not in f:
-            raise DataError(f"{source}: every frame needs 'time' and 'bbox'")
-        _gt_boxes(f, source)
-    gt.setdefault("_source", source)
-    return gt
-
-
-def score_clip(result: VideoResult, gt_json: str | os.PathLike | dict) -> dict[str, Any]:
-    """Score each localized frame against the clip's per-frame ground truth.
-
-    A frame is matched to the gt frame with the same index, or else the nearest in time. Returns:
-    frames scored; peak_in_box (fraction of frames whose peak lies inside the sounding object's box,
-    edges included); peak_in_silent (fraction whose peak lies inside a silent object's box and not in
-    the sounding one's, when the gt lists all objects); mean_ciou and ciou50 (cIoU of the median_ge
-    thresholded 224 map vs the box's binary map, docs/evaluation.md §2-3); per_frame details.
-    """
-    gt = load_clip_gt(gt_json)
-    source = gt["_source"]
-    by_index = {int(f["index"]): f for f in gt["frames"] if "index" in f}
-    times = np.array([float(f["time"]) for f in gt["frames"]])
-    fps = float(gt.get("fps") or result.fps or 0)
-    tol = 0.5 / fps if fps > 0 else 1e-3
-    per_frame = []
-    cious = []
-    for fr in result.frames:
-        g = by_index.get(fr.index)
-        if g is None or abs(float(g["time"]) - fr.time) > tol:
-            g = gt["frames"][int(np.argmin(np.abs(times - fr.time)))]
-        boxes = _gt_boxes(g, source)
-        gt_map = metrics.gt_map_vggss(boxes, MAP_SIZE)
-        pred = metrics.binarize(fr.map224, "median_ge")
-        c = float(metrics.ciou(pred, gt_map))
-        cious.append(c)
-        hit = _inside(fr.peak, boxes)
-        silent = [o["bbox"] for o in g.get("objects", []) if o.get("object") != g.get("object")]
-        silent_hit = (not hit) and bool(silent) and _inside(fr.peak, [list(b) for b in silent])
-        per_frame.append({"index": fr.index, "time": round(fr.time, 6), "gt_index": g.get("index"),
-                          "class": g.get("class"), "peak_in_box": hit, "peak_in_silent": silent_hit,
-                          "ciou": round(c, 5)})
-    if not per_frame:
-        raise DataError(f"{source}: no localized frames to score")
-    cious = np.array(cious)
-    return {
-        "clip": gt.get("name", Path(source).stem),
-        "frames": len(per_frame),
-        "peak_in_box": float(np.mean([p["peak_in_box"] for p in per_frame])),
-        "peak_in_silent": float(np.mean([p["peak_in_silent"] for p in per_frame])),
-        "mean_ciou": float(cious.mean()),
-        "ciou50": float(np.mean(cious >= 0.5)),
-        "per_frame": per_frame,
-    }

@@ -25,13 +25,19 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from fnac.errors import MediaError
+from fnac.errors import ConfigError, MediaError, NoAudioTrackError
+from fnac.fileio import atomic_path
 
 PathLike = str | os.PathLike
 
+# The video containers fnac reads and writes (`fnac localize` outputs, `fnac serve` uploads, id-list
+# extensions); `fnac prepare` also reads a few more (fnac.prepare.VIDEO_EXTS).
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 _SOUNDFILE_SUFFIXES = {".wav", ".flac"}
 _OPUS_RATES = {8000, 12000, 16000, 24000, 48000}
-_AUTO_AUDIO_CODEC = {".webm": "libopus", ".avi": "pcm_s16le"}  # write_video's audio_codec="auto"
+_AAC_RATES = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000}
+_AUTO_AUDIO_CODEC = {".webm": "libopus", ".avi": "pcm_s16le"}  # write_video's audio_codec="auto"; else aac
+_AUDIO_CHUNK = 1024  # samples per audio frame given to the encoder
 
 
 @dataclass
@@ -62,11 +68,6 @@ def _check_file(path: PathLike) -> Path:
     if p.stat().st_size == 0:
         raise MediaError(f"{p}: file is empty (0 bytes)")
     return p
-
-
-def _temp_name(p: Path) -> Path:
-    """A sibling name keeping the suffix (FFmpeg and libsndfile pick the format from it)."""
-    return p.with_name(f".{p.stem}.{os.getpid()}.partial{p.suffix}")
 
 
 def _open_input(p: Path):
@@ -129,7 +130,7 @@ def _decode_audio_av(p: Path) -> tuple[np.ndarray, int]:
 
     with _open_input(p) as container:
         if not container.streams.audio:
-            raise MediaError(f"{p}: no audio track")
+            raise NoAudioTrackError(f"{p}: no audio track")
         stream = container.streams.audio[0]
         if stream.codec_context is None:  # e.g. a corrupt codec id: FFmpeg has no decoder for it
             raise MediaError(f"{p}: no decoder for the audio codec (corrupt or unsupported file)")
@@ -208,7 +209,8 @@ def read_audio(path: PathLike, sample_rate: int = 0) -> tuple[np.ndarray, int]:
 def write_wav(path: PathLike, x: np.ndarray, sr: int, subtype: str = "PCM_16") -> None:
     """Write a wav (or flac, by suffix) file. ``x`` is (N,) or (N, C), float in [-1, 1] (clipped) or int16.
 
-    ``subtype`` is soundfile's ("PCM_16", "FLOAT", ...). Written to a temporary name, then renamed.
+    ``subtype`` is soundfile's ("PCM_16", "FLOAT", ...). Written to a temporary name, then renamed
+    (``fnac.fileio.atomic_path``).
     """
     import soundfile as sf
 
@@ -220,16 +222,11 @@ def write_wav(path: PathLike, x: np.ndarray, sr: int, subtype: str = "PCM_16") -
             raise MediaError(f"{path}: refusing to write audio that contains NaN or infinite values")
         x = np.clip(x, -1.0, 1.0)
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(p)
-    try:
-        sf.write(str(tmp), x, int(sr), subtype=subtype)
-        os.replace(tmp, p)
+    try:  # no fsync: datasets write thousands of these (fnac.fileio)
+        with atomic_path(p, fsync=False) as tmp:
+            sf.write(str(tmp), x, int(sr), subtype=subtype)
     except (sf.LibsndfileError, OSError, ValueError, TypeError) as e:
         raise MediaError(f"{p}: cannot write audio ({_short(e)})") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ----------------------------------------------------------------------------------------------- video
@@ -281,7 +278,7 @@ def iter_video_frames(path: PathLike, every: int = 1, counts: dict | None = None
     dict is given) is the number of frames decoded, skipped ones included.
     """
     if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+        raise ConfigError(f"every must be >= 1, got {every}")
     p = _check_file(path)
     with _open_input(p) as c:
         if not c.streams.video:
@@ -311,6 +308,17 @@ def iter_video_frames(path: PathLike, every: int = 1, counts: dict | None = None
         counts["decoded"] = index + 1
 
 
+def iter_video_frames_checked(path: PathLike, every: int = 1, counts: dict | None = None
+                              ) -> Iterator[tuple[int, float, Image.Image]]:
+    """``iter_video_frames``; any decoder failure surfaces as MediaError naming the file."""
+    try:
+        yield from iter_video_frames(path, every, counts)
+    except MediaError:
+        raise
+    except (OSError, ValueError, RuntimeError) as e:
+        raise MediaError(f"{path}: cannot decode the video ({_short(e)})") from None
+
+
 def read_frame_at(path: PathLike, t: float | None = None) -> Image.Image:
     """The frame shown at time ``t`` seconds (the last frame whose time is <= t); None = middle frame.
 
@@ -322,7 +330,7 @@ def read_frame_at(path: PathLike, t: float | None = None) -> Image.Image:
         info = probe(p)
         t = info.duration / 2
     if t < 0 or not math.isfinite(t):
-        raise ValueError(f"{p}: frame time must be a finite number >= 0, got {t}")
+        raise MediaError(f"{p}: frame time must be a finite number >= 0, got {t}")
     chosen: Image.Image | None = None
     eps = 1e-6
     for _, ft, img in iter_video_frames(p):
@@ -348,6 +356,128 @@ def _as_stereo_or_mono(audio: np.ndarray, path: PathLike) -> np.ndarray:
     return np.ascontiguousarray(np.clip(a, -1.0, 1.0).T)  # (C, N)
 
 
+
+def auto_audio_codec(suffix: str) -> str:
+    """The audio encoder ``write_video(audio_codec="auto")`` uses for a container suffix: libopus for
+    .webm, pcm_s16le for .avi (the avi muxer shifts the video timestamps and keeps the encoder delay
+    when given aac or mp3), aac for the others."""
+    return _AUTO_AUDIO_CODEC.get(suffix.lower(), "aac")
+
+
+def encoder_sample_rates(audio_codec: str) -> set[int] | None:
+    """Sample rates an audio encoder accepts; None = any (e.g. PCM)."""
+    if audio_codec in ("libopus", "opus"):
+        return set(_OPUS_RATES)
+    if audio_codec == "aac":
+        return set(_AAC_RATES)
+    return None
+
+
+class _VideoEncoder:
+    """The streams of one output container, fed frame by frame.
+
+    The video stream is created at the first frame (its size fixes the stream's), with the audio stream
+    if there is audio; after each frame the audio is encoded up to that frame's end time, so that the
+    muxer interleaves the two by time. All errors are MediaError naming the output ``p``, except those
+    of FFmpeg while encoding, which ``write_video`` words."""
+
+    def __init__(self, container, p: Path, rate: Fraction, codec: str, pix_fmt: str,
+                 options: dict[str, str] | None, audio: np.ndarray | None, audio_codec: str,
+                 sample_rate: int) -> None:
+        self.container, self.p, self.rate = container, p, rate
+        self.codec, self.pix_fmt, self.options = codec, pix_fmt, options
+        self.audio, self.audio_codec, self.sample_rate = audio, audio_codec, int(sample_rate)
+        self.vstream = None
+        self.astream = None
+        self.size: tuple[int, int] | None = None  # (h, w) of the first frame
+        self.a_pos = 0  # next audio sample to encode
+        self.n = 0  # frames encoded
+
+    def _layout(self) -> str:
+        assert self.audio is not None
+        return "mono" if self.audio.shape[0] == 1 else "stereo"
+
+    def _open_streams(self, h: int, w: int) -> None:
+        p = self.p
+        if self.pix_fmt == "yuv420p" and (h % 2 or w % 2):
+            raise MediaError(f"{p}: yuv420p needs an even frame size, got {w}x{h}")
+        try:
+            self.vstream = self.container.add_stream(self.codec, rate=self.rate)
+        except Exception as e:
+            raise MediaError(f"{p}: video encoder {self.codec!r} unavailable ({_short(e)})") from e
+        self.vstream.width, self.vstream.height, self.vstream.pix_fmt = w, h, self.pix_fmt
+        if self.options:
+            self.vstream.codec_context.options = dict(self.options)
+        if self.audio is not None:
+            try:
+                self.astream = self.container.add_stream(self.audio_codec, rate=self.sample_rate,
+                                                         layout=self._layout())
+            except Exception as e:
+                raise MediaError(f"{p}: audio encoder {self.audio_codec!r} unavailable ({_short(e)})") from e
+        self.size = (h, w)
+
+    def _push_audio(self, until: int) -> None:
+        """Encode the audio samples [a_pos, until) in chunks of _AUDIO_CHUNK."""
+        import av
+
+        a = self.audio
+        assert a is not None and self.astream is not None
+        until = min(until, a.shape[1])
+        while self.a_pos < until:
+            end = min(self.a_pos + _AUDIO_CHUNK, until)
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[:, self.a_pos:end]), format="fltp",
+                                            layout=self._layout())  # (C, n) planar
+            af.sample_rate = self.sample_rate
+            af.pts = self.a_pos
+            af.time_base = Fraction(1, self.sample_rate)
+            for pkt in self.astream.encode(af):
+                self.container.mux(pkt)
+            self.a_pos = end
+
+    def add(self, frame: np.ndarray) -> None:
+        """Encode one RGB frame, then the audio up to its end time."""
+        import av
+
+        arr = np.asarray(frame)
+        n, p = self.n, self.p
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise MediaError(f"{p}: frame {n} must be (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+        if self.size is None:
+            self._open_streams(*arr.shape[:2])
+        elif arr.shape[:2] != self.size:
+            h, w = self.size
+            raise MediaError(f"{p}: frame {n} is {arr.shape[1]}x{arr.shape[0]}, expected {w}x{h}")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+        vf.pts = n
+        vf.time_base = Fraction(1) / self.rate
+        for pkt in self.vstream.encode(vf):
+            self.container.mux(pkt)
+        self.n = n + 1
+        if self.audio is not None:
+            self._push_audio(int(math.ceil(self.n / float(self.rate) * self.sample_rate)))
+
+    def finish(self) -> None:
+        """The rest of the audio, then flush both encoders."""
+        if self.vstream is None:
+            raise MediaError(f"{self.p}: no frames to write")
+        if self.audio is not None:
+            self._push_audio(self.audio.shape[1])
+            for pkt in self.astream.encode(None):
+                self.container.mux(pkt)
+        for pkt in self.vstream.encode(None):
+            self.container.mux(pkt)
+
+
+def _close_container(container, p: Path, ok: bool) -> None:
+    """Close an output container (FFmpeg writes the trailer). A failure is MediaError after a
+    successful encode; after a failed one the encode's own error is the one that matters."""
+    try:
+        container.close()
+    except Exception as e:  # finishing the file (trailer) failed
+        if ok:
+            raise MediaError(f"{p}: could not finish writing ({_short(e)})") from e
+
+
 def write_video(
     path: PathLike,
     frames: Iterable[np.ndarray],
@@ -364,102 +494,34 @@ def write_video(
     ``audio`` is (N,) mono or (N, 2) stereo, float in [-1, 1] or int16, at ``sample_rate``; it is
     interleaved with the video by time. ``options`` go to the video encoder (e.g. {"crf": "18"}).
     yuv420p needs an even width and height. See the module docstring for codec/container pairs.
-    ``audio_codec="auto"`` picks aac (mp4, mkv, mov, ...), libopus (webm) or pcm_s16le (avi: the avi
-    muxer shifts the video timestamps and keeps the encoder delay when given aac or mp3).
+    ``audio_codec="auto"`` picks aac (mp4, mkv, mov, ...), libopus (webm) or pcm_s16le (avi), see
+    ``auto_audio_codec``. Written to a temporary name, then renamed (``fnac.fileio.atomic_path``): an
+    interrupted write leaves no half file at ``path``.
     """
     import av
 
     p = Path(path)
     if not fps or fps <= 0:
         raise MediaError(f"{p}: fps must be > 0, got {fps}")
-    p.parent.mkdir(parents=True, exist_ok=True)
     a = _as_stereo_or_mono(audio, p) if audio is not None else None
     if audio_codec == "auto":
-        audio_codec = _AUTO_AUDIO_CODEC.get(p.suffix.lower(), "aac")
+        audio_codec = auto_audio_codec(p.suffix)
     if a is not None and audio_codec in ("libopus", "opus") and int(sample_rate) not in _OPUS_RATES:
         raise MediaError(f"{p}: Opus encodes only {sorted(_OPUS_RATES)} Hz, got sample_rate={sample_rate}")
     rate = Fraction(fps).limit_denominator(10000)
-    tmp = _temp_name(p)  # written then renamed: an interrupted write leaves no half file at `path`
-    try:
-        container = av.open(str(tmp), mode="w")
-    except Exception as e:
-        raise MediaError(f"{p}: cannot create output file ({_short(e)})") from e
-    ok = False
-    try:
-        vstream = None
-        astream = None
-        a_pos = 0  # next audio sample to encode
-        n = 0
-        chunk = 1024
-
-        def push_audio(until: int) -> None:
-            nonlocal a_pos
-            assert a is not None and astream is not None
-            until = min(until, a.shape[1])
-            while a_pos < until:
-                end = min(a_pos + chunk, until)
-                layout = "mono" if a.shape[0] == 1 else "stereo"
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[:, a_pos:end]), format="fltp", layout=layout)
-                # (C, n) planar
-                af.sample_rate = int(sample_rate)
-                af.pts = a_pos
-                af.time_base = Fraction(1, int(sample_rate))
-                for pkt in astream.encode(af):
-                    container.mux(pkt)
-                a_pos = end
-
-        for frame in frames:
-            arr = np.asarray(frame)
-            if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-                raise MediaError(f"{p}: frame {n} must be (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
-            if vstream is None:
-                h, w = arr.shape[:2]
-                if pix_fmt == "yuv420p" and (h % 2 or w % 2):
-                    raise MediaError(f"{p}: yuv420p needs an even frame size, got {w}x{h}")
-                try:
-                    vstream = container.add_stream(codec, rate=rate)
-                except Exception as e:
-                    raise MediaError(f"{p}: video encoder {codec!r} unavailable ({_short(e)})") from e
-                vstream.width, vstream.height, vstream.pix_fmt = w, h, pix_fmt
-                if options:
-                    vstream.codec_context.options = dict(options)
-                if a is not None:
-                    try:
-                        astream = container.add_stream(
-                            audio_codec, rate=int(sample_rate), layout="mono" if a.shape[0] == 1 else "stereo"
-                        )
-                    except Exception as e:
-                        raise MediaError(f"{p}: audio encoder {audio_codec!r} unavailable ({_short(e)})") from e
-            elif arr.shape[:2] != (h, w):
-                raise MediaError(f"{p}: frame {n} is {arr.shape[1]}x{arr.shape[0]}, expected {w}x{h}")
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-            vf.pts = n
-            vf.time_base = Fraction(1) / rate
-            for pkt in vstream.encode(vf):
-                container.mux(pkt)
-            n += 1
-            if a is not None:
-                push_audio(int(math.ceil(n / float(rate) * sample_rate)))
-        if vstream is None:
-            raise MediaError(f"{p}: no frames to write")
-        if a is not None:
-            push_audio(a.shape[1])
-            for pkt in astream.encode(None):
-                container.mux(pkt)
-        for pkt in vstream.encode(None):
-            container.mux(pkt)
-        ok = True
-    except (av.error.FFmpegError, OSError) as e:  # errors of the caller's frame iterable pass through
-        raise MediaError(f"{p}: encoding failed ({_short(e)})") from e
-    finally:
+    with atomic_path(p) as tmp:
         try:
-            container.close()
-        except Exception as e:  # finishing the file (trailer) failed
-            if ok:
-                ok = False
-                raise MediaError(f"{p}: could not finish writing ({_short(e)})") from e
+            container = av.open(str(tmp), mode="w")
+        except Exception as e:
+            raise MediaError(f"{p}: cannot create output file ({_short(e)})") from e
+        ok = False
+        try:
+            enc = _VideoEncoder(container, p, rate, codec, pix_fmt, options, a, audio_codec, sample_rate)
+            for frame in frames:
+                enc.add(frame)
+            enc.finish()
+            ok = True
+        except (av.error.FFmpegError, OSError) as e:  # errors of the caller's frame iterable pass through
+            raise MediaError(f"{p}: encoding failed ({_short(e)})") from e
         finally:
-            if ok:
-                os.replace(tmp, p)
-            elif tmp.exists():
-                tmp.unlink()
+            _close_container(container, p, ok)

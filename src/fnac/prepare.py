@@ -20,25 +20,27 @@ the CSV) in ``<out>/prepare_skipped.csv`` (file, reason); the ids of all prepare
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import multiprocessing
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from fnac import media
-from fnac.errors import DataError, MediaError
+from fnac.errors import DataError, MediaError, NoAudioTrackError
+from fnac.fileio import atomic_path, atomic_write_text, is_temp_name
 
 log = logging.getLogger("fnac.prepare")
 
-VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv")
+# fnac's video containers, and a few more that FFmpeg reads
+VIDEO_EXTS = media.VIDEO_SUFFIXES + (".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv")
 CLIP_SECONDS = 10.0  # VGG-Sound: a clip is the 10 s from start_seconds
 FAILURES_NAME = "prepare_failures.csv"
 SKIPPED_NAME = "prepare_skipped.csv"  # inputs that are not clips: (file, reason)
 _CLIP_ID = re.compile(r"^(.+)_(\d{1,6})$")
-_TMP = re.compile(r"^\..+\.\d+\.tmp\.(jpg|wav)$")
 
 
 @dataclass(frozen=True)
@@ -201,11 +203,6 @@ def output_paths(out_dir: Path, cid: str) -> tuple[Path, Path]:
     return out_dir / "frames" / f"{cid}.jpg", out_dir / "audio" / f"{cid}.wav"
 
 
-def _tmp(path: Path) -> Path:
-    # hidden, unique per process, and keeping the real extension (soundfile picks the format from it)
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def _reason(e: BaseException, src: str) -> str:
     msg = str(e).strip()
     if msg.startswith(src):
@@ -229,9 +226,10 @@ def prepare_clip(clip: Clip, out_dir: str | os.PathLike, frame_time: float | Non
         return "no audio track"
     try:
         x, sr = media.read_audio(clip.src, sample_rate)
+    except NoAudioTrackError:
+        return "no audio track"
     except MediaError as e:
-        text = _reason(e, clip.src)
-        return "no audio track" if "no audio track" in text else f"corrupt audio: {text}"
+        return f"corrupt audio: {_reason(e, clip.src)}"
     total = len(x) / sr
     if clip.start >= total:
         return f"too short: the video's audio ends at {total:.2f} s, before the clip start {clip.start:g} s"
@@ -254,16 +252,11 @@ def prepare_clip(clip: Clip, out_dir: str | os.PathLike, frame_time: float | Non
         img = media.read_frame_at(clip.src, t)
     except MediaError as e:
         return f"corrupt video: {_reason(e, clip.src)}"
-    tmp_wav, tmp_jpg = _tmp(wav), _tmp(jpg)
-    try:
+    # both written to temporary names, then renamed, the jpg last: a clip counts as prepared when both
+    # files exist, so both are complete by then (no fsync: thousands of small files, fnac.fileio)
+    with atomic_path(jpg, fsync=False) as tmp_jpg, atomic_path(wav, fsync=False) as tmp_wav:
         media.write_wav(tmp_wav, x, sr)
         img.convert("RGB").save(tmp_jpg, format="JPEG", quality=95)
-        os.replace(tmp_wav, wav)
-        os.replace(tmp_jpg, jpg)  # the jpg last: both outputs exist only when both are complete
-    finally:
-        for p in (tmp_wav, tmp_jpg):
-            if p.exists():
-                p.unlink()
     return None
 
 
@@ -286,7 +279,7 @@ def _clean_tmp(out: Path) -> int:
         d = out / sub
         if d.is_dir():
             for entry in os.scandir(d):
-                if _TMP.match(entry.name):
+                if is_temp_name(entry.name) and entry.name.endswith((".jpg", ".wav")):
                     os.unlink(entry.path)
                     n += 1
     return n
@@ -355,21 +348,20 @@ def prepare(
     ready = [c.id for c in clips if c.id not in failed and all(p.is_file() for p in output_paths(out, c.id))]
     report.list_path = str(write_id_list(out / list_name, ready))
     report.failures_path = str(out / FAILURES_NAME)
-    tmp = out / f".{FAILURES_NAME}.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "file", "reason"])
-        w.writerows(report.failures)
-    os.replace(tmp, report.failures_path)
+    atomic_write_text(report.failures_path, _csv_text(["id", "file", "reason"], report.failures), newline="")
     report.ignored_path = str(out / SKIPPED_NAME)
-    tmp = out / f".{SKIPPED_NAME}.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "reason"])
-        w.writerows(report.ignored)
-    os.replace(tmp, report.ignored_path)
+    atomic_write_text(report.ignored_path, _csv_text(["file", "reason"], report.ignored), newline="")
     log.info("%s", report.summary())
     return report
+
+
+def _csv_text(header: list[str], rows: Iterable[Sequence[str]]) -> str:
+    """A CSV document (the csv module's default dialect, \\r\\n line ends) as one string."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
 
 
 def _inside(p: Path, folder: Path) -> bool:

@@ -21,7 +21,7 @@ from fnac.inputs import model_inputs
 from fnac.evaluate import EvalResult, Protocol, evaluate_model, format_table
 from fnac.models.fnac import ObjectNet, localization_maps
 from fnac.train import resolve_device
-from fnac.vision import IMAGENET_MEAN, IMAGENET_STD
+from fnac.vision import denormalize
 from fnac.visualize import heat_overlay, save_png
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,6 @@ def model_label(checkpoint: str | Path) -> str:
     return "FNAC" + (f" ({', '.join(notes)})" if notes else "")
 
 
-def denormalize(image: torch.Tensor) -> np.ndarray:
-    """(3, S, S) normalised tensor -> uint8 (S, S, 3)."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    x = (image.float().cpu() * std + mean).clamp(0, 1)
-    return (x.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
 def outline(gt: np.ndarray) -> np.ndarray:
     """Boolean (H, W) mask of the boundary pixels of gt > 0."""
     m = gt > 0
@@ -106,7 +98,7 @@ def write_overlays(model: torch.nn.Module, dataset: Any, result: EvalResult, out
         batch, _ = collate([sample])
         img, spec = model_inputs(batch, device)
         raw = localization_maps(model, img, spec)[0].cpu().numpy()
-        frame = denormalize(img[0])
+        frame = (denormalize(img[0].float().cpu()).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
         size = frame.shape[0]
         m = loc.minmax(loc.upsample(raw, size, result.protocol.upsample))
         pk = loc.peak_and_box(m)

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fnac.errors import MediaError
+from fnac.errors import ConfigError, MediaError
+from fnac.fileio import atomic_path
 
 Box = Sequence[float]  # [x1, y1, x2, y2], normalised to [0, 1]
 
@@ -53,7 +54,7 @@ def resize_map(map01: np.ndarray, height: int, width: int) -> np.ndarray:
     """(h, w) float map -> (height, width) float32, bilinear (Pillow, pixel-centre aligned)."""
     m = np.asarray(map01, dtype=np.float32)
     if m.ndim != 2 or m.size == 0:
-        raise ValueError(f"map must be a non-empty (h, w) array, got shape {m.shape}")
+        raise MediaError(f"map must be a non-empty (h, w) array, got shape {m.shape}")
     if m.shape == (height, width):
         return m
     img = Image.fromarray(np.ascontiguousarray(m), mode="F")
@@ -82,9 +83,9 @@ def heat_overlay(
     """
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"frame must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
+        raise MediaError(f"frame must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
     h, w = frame.shape[:2]
     heat = colormap(resize_map(map01, h, w), cmap).astype(np.float32)  # (H, W, 3)
     out = (1.0 - alpha) * frame.astype(np.float32) + alpha * heat
@@ -114,14 +115,15 @@ def heat_overlay(
 
 
 def save_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write a uint8 (H, W, 3) or (H, W) array as PNG (folders created). Returns the path."""
+    """Write a uint8 (H, W, 3) or (H, W) array as PNG (folders created; atomically, `fnac.fileio`).
+    Returns the path."""
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise ValueError(f"image must be uint8 (H, W), (H, W, 3) or (H, W, 4), got {arr.dtype} {arr.shape}")
+        raise MediaError(f"{path}: image must be uint8 (H, W), (H, W, 3) or (H, W, 4), got {arr.dtype} {arr.shape}")
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        Image.fromarray(arr).save(p, format="PNG")
+        with atomic_path(p) as tmp:  # a reader never sees half a PNG
+            Image.fromarray(arr).save(tmp, format="PNG")
     except OSError as e:
         raise MediaError(f"{p}: cannot write PNG ({e})") from None
     return p

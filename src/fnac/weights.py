@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from fnac import fileio
 from fnac.errors import FnacError
 
 URL_ENV = "FNAC_WEIGHTS_URL"
@@ -201,9 +202,4 @@ def _verify_and_install(w: KnownWeights, part: Path, path: Path) -> None:
         part.unlink()
         raise WeightsError(f"{w.filename}: checksum mismatch: sha256 {digest}, expected {w.sha256} "
                            f"({got} bytes, expected {w.size}); the download was deleted")
-    os.replace(part, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fileio.durable_replace(part, path)  # the verified download becomes the file, flushed with its folder

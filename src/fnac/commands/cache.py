@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fnac.cache import cache_split
     from fnac.config import load_config, resolve_config_path
-    from fnac.errors import DataError
+    from fnac.errors import IdListNotFoundError
 
     cfg = load_config(resolve_config_path(args.config), list(args.overrides))
     done = []
@@ -43,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             s = cache_split(cfg.data, args.out_dir, split, shard_size=args.shard_size, workers=args.workers,
                             force=args.force, progress=not args.no_progress)
-        except DataError as e:
-            if split != "train" and "id list" in str(e) and "not found" in str(e):
-                logging.getLogger("fnac.cache").warning("split %s skipped: %s", split, e)
-                continue
-            raise
+        except IdListNotFoundError as e:  # a split without a list is skipped; train must have one
+            if split == "train":
+                raise
+            logging.getLogger("fnac.cache").warning("split %s skipped: %s", split, e)
+            continue
         done.append(split)
         state = "already cached" if s.reused else f"cached in {s.seconds:.1f} s"
         print(f"{split}: {s.n} clips ({s.form} form, {s.sample_rate} Hz), {s.n_shards} shards, {_size(s.bytes)}; "

@@ -68,6 +68,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fnac import inference as inf
+    from fnac import outputs
+    from fnac.scoring import score_clip
 
     _check_args(args)
     model = inf.load_model(args.checkpoint, device="cpu")
@@ -81,16 +83,16 @@ def run(args: argparse.Namespace) -> int:
                                 max_seconds=args.max_seconds, smooth=args.smooth)
     _warn(args, result.warnings)
     stem = Path(args.video).stem
-    outputs: list[Path] = []
+    written: list[Path] = []
     doc = result.to_dict()
     score = None
     if args.gt:
-        score = inf.score_clip(result, args.gt)
+        score = score_clip(result, args.gt)
         doc["score"] = score
-    outputs.append(inf.write_json(doc, out / f"{stem}.json"))
+    written.append(outputs.write_json(doc, out / f"{stem}.json"))
     if not args.no_video:
-        outputs.append(inf.write_overlay_video(result, out / f"{stem}_overlay.{args.format}", alpha=args.alpha))
-    outputs += inf.write_stills(result, out / "stills", args.stills, alpha=args.alpha)
+        written.append(outputs.write_overlay_video(result, out / f"{stem}_overlay.{args.format}", alpha=args.alpha))
+    written += outputs.write_stills(result, out / "stills", args.stills, alpha=args.alpha)
 
     s = result.summary()
     print(f"{args.video}: {s['frames_localized']} frames localized (every {args.every} of {s['video_frames']}, "
@@ -102,13 +104,14 @@ def run(args: argparse.Namespace) -> int:
               f"(in a silent object's {100 * score['peak_in_silent']:.2f}%), mean cIoU "
               f"{100 * score['mean_ciou']:.2f}%, cIoU@0.5 {100 * score['ciou50']:.2f}% over {score['frames']} frames")
     print("outputs:")
-    for p in outputs:
+    for p in written:
         print(f"  {p}")
     return 0
 
 
 def _run_pair(args: argparse.Namespace, model, window: float) -> int:
     from fnac import inference as inf
+    from fnac import outputs
 
     out = Path(args.out) if args.out else Path("fnac_localize") / Path(args.image).stem
     res = inf.localize_pair_result(model, args.image, args.audio, window=window, device=args.device,
@@ -116,8 +119,8 @@ def _run_pair(args: argparse.Namespace, model, window: float) -> int:
     _warn(args, res.warnings)
     fr = res.frame
     stem = Path(args.image).stem
-    png = inf.write_pair_overlay(fr, args.image, out / f"{stem}_overlay.png", alpha=args.alpha)
-    js = inf.write_json(res.to_dict(), out / f"{stem}.json")  # the same shape as a video's JSON
+    png = outputs.write_pair_overlay(fr, args.image, out / f"{stem}_overlay.png", alpha=args.alpha)
+    js = outputs.write_json(res.to_dict(), out / f"{stem}.json")  # the same shape as a video's JSON
     print(f"{args.image} + {args.audio}: peak at x={fr.peak[0]:.3f}, y={fr.peak[1]:.3f} (normalised), box "
           + json.dumps([round(v, 3) for v in fr.box]))
     print("outputs:")

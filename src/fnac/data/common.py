@@ -24,13 +24,15 @@ from torch.utils.data import Dataset as TorchDataset
 
 from fnac.config import DataConfig
 from fnac.data.protocol import Dataset
-from fnac.errors import DataError, FnacError
+from fnac.errors import DataError, FnacError, IdListNotFoundError
+from fnac.fileio import atomic_write_text
+from fnac.media import VIDEO_SUFFIXES
 
 log = logging.getLogger("fnac.data")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")  # priority order when one id has several
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
-MEDIA_EXTS = IMAGE_EXTS + AUDIO_EXTS + (".mp4", ".mkv", ".webm", ".avi", ".mov", ".xml")
+MEDIA_EXTS = IMAGE_EXTS + AUDIO_EXTS + VIDEO_SUFFIXES + (".xml",)
 # First-row cells of a csv id list that mark a header row (compared case-insensitively).
 HEADER_NAMES = {"id", "ids", "file", "filename", "file_name", "name", "video", "video_id", "vid", "ytid", "youtube_id",
                 "clip", "clip_id"}
@@ -59,7 +61,7 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
     """
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"id list not found: {p}")
+        raise IdListNotFoundError(f"id list not found: {p}")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
@@ -94,13 +96,8 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
 
 
 def write_id_list(path: str | os.PathLike, ids: Iterable[str]) -> Path:
-    """Write ids one per line (atomically: temporary file then rename). Returns the path."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(f"{i}\n" for i in ids))
-    os.replace(tmp, p)
-    return p
+    """Write ids one per line (atomically: `fnac.fileio`; folders created). Returns the path."""
+    return atomic_write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def split_ids(ids: Sequence[str], n_val: int, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -125,18 +122,20 @@ def _load_json(p: Path, text: str | None = None) -> Any:
         raise DataError(f"{p}: not valid JSON ({e})") from None
 
 
-def resolve_list(explicit: str, candidates: Sequence[Path], what: str) -> Path:
-    """The configured list path, else the first existing default; DataError naming what was tried."""
+def resolve_list(explicit: str, candidates: Sequence[Path], what: str,
+                 missing: type[DataError] = DataError) -> Path:
+    """The configured list path, else the first existing default; ``missing`` (a DataError) naming
+    what was tried."""
     if explicit:
         p = Path(explicit)
         if not p.is_file():
-            raise DataError(f"{what} not found: {p}")
+            raise missing(f"{what} not found: {p}")
         return p
     for c in candidates:
         if c.is_file():
             return c
     tried = ", ".join(str(c) for c in candidates)
-    raise DataError(f"{what} not found (looked for {tried}); set it in the config")
+    raise missing(f"{what} not found (looked for {tried}); set it in the config")
 
 
 def split_list_path(data_cfg: DataConfig, split: str, defaults: dict[str, Sequence[str]]) -> Path:
@@ -145,7 +144,8 @@ def split_list_path(data_cfg: DataConfig, split: str, defaults: dict[str, Sequen
         raise DataError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
     explicit = getattr(data_cfg, f"{split}_list")
     root = Path(data_cfg.root)
-    return resolve_list(explicit, [root / n for n in defaults[split]], f"{split} id list (data.{split}_list)")
+    return resolve_list(explicit, [root / n for n in defaults[split]], f"{split} id list (data.{split}_list)",
+                        missing=IdListNotFoundError)
 
 
 # --------------------------------------------------------------------------------------- file index

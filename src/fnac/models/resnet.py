@@ -7,7 +7,6 @@ in the reference checkpoints.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 

@@ -35,14 +35,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from fnac import inference as inf
-from fnac import media
+from fnac import media, outputs
 from fnac.errors import FnacError, MediaError
 from fnac.models.fnac import FNAC
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
-ALLOWED_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+ALLOWED_SUFFIXES = media.VIDEO_SUFFIXES  # uploads accepted (the page's file picker offers the same)
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1 << 16
 OUTPUT_TYPES = {"mp4": "video/mp4", "webm": "video/webm"}
@@ -193,11 +193,11 @@ class JobManager:
             result = inf.localize_video(self.model, job.input, every=lim.every, window=lim.window,
                                         batch_size=lim.batch_size, device=lim.device, progress=False,
                                         on_progress=progress, smooth=job.smooth)
-            inf.write_overlay_video(result, job.dir / f"overlay.{lim.video_format}")
+            outputs.write_overlay_video(result, job.dir / f"overlay.{lim.video_format}")
             doc = result.to_dict()
             doc["summary"]["video"] = job.filename
             doc["summary"]["warnings"] = [self._user_text(w, job) for w in doc["summary"]["warnings"]]
-            inf.write_json(doc, job.dir / "result.json")
+            outputs.write_json(doc, job.dir / "result.json")
             job.summary = doc["summary"]
             job.frames = [{"time": f["time"], "peak": f["peak"], "box": f["box"], "confidence": f["confidence"]}
                           for f in doc["frames"]]
@@ -237,20 +237,22 @@ def trained_on(model: FNAC) -> str | None:
     return str(root) if root else None
 
 
-def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None,
-               checkpoint: str | Path | None = None):
-    """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None, removed
-    when the app shuts down); `checkpoint` is the file the model came from (shown on the page)."""
+def _error(status: int, message: str) -> JSONResponse:
+    """Every error of the API: {"error": message} with the status."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _checked_limits(limits: Limits | None) -> Limits:
     limits = limits or Limits()
     if limits.video_format not in OUTPUT_TYPES:
         raise FnacError(f"serve: video_format must be one of {sorted(OUTPUT_TYPES)}, got {limits.video_format!r}")
     if not limits.body_timeout > 0:
         raise FnacError(f"serve: body_timeout must be > 0 seconds, got {limits.body_timeout}")
-    own = not workdir
-    wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fnac-serve-"))
-    wd.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    manager = JobManager(model, limits, wd)
+    return limits
+
+
+def _lifespan(manager: JobManager, remove: Path | None):
+    """Shut the job manager down with the app, then remove the work folder `remove` (if not None)."""
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -258,16 +260,36 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
             yield
         finally:
             await run_in_threadpool(manager.shutdown)
-            if own:  # a temporary folder made here is removed with the server
-                shutil.rmtree(wd, ignore_errors=True)
+            if remove is not None:  # a temporary folder made by create_app is removed with the server
+                shutil.rmtree(remove, ignore_errors=True)
 
-    app = FastAPI(title="fnac demo", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    return lifespan
+
+
+def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None,
+               checkpoint: str | Path | None = None):
+    """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None, removed
+    when the app shuts down); `checkpoint` is the file the model came from (shown on the page)."""
+    limits = _checked_limits(limits)
+    own = not workdir
+    wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fnac-serve-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    manager = JobManager(model, limits, wd)
+    app = FastAPI(title="fnac demo", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=_lifespan(manager, wd if own else None))
     app.state.manager = manager
     app.state.limits = limits
     app.state.workdir = wd
+    _add_page_routes(app)
+    _add_info_route(app, model, limits, checkpoint)
+    _add_upload_route(app, manager, limits)
+    _add_result_routes(app, manager, limits)
+    return app
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+
+def _add_page_routes(app: FastAPI) -> None:
+    """The page, its static files, and an empty favicon."""
 
     @app.get("/")
     def index() -> FileResponse:
@@ -278,6 +300,10 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
         return Response(status_code=204)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _add_info_route(app: FastAPI, model: FNAC, limits: Limits, checkpoint: str | Path | None) -> None:
+    """GET /api/info: the limits, accepted types and the checkpoint, for the page."""
 
     @app.get("/api/info")
     def info() -> dict:
@@ -292,86 +318,108 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
                            "trained_on": trained_on(model)},
         }
 
+
+def _add_upload_route(app: FastAPI, manager: JobManager, limits: Limits) -> None:
+    """POST /api/jobs: what can be refused from the query and headers is, before a place in the queue
+    is taken; then the body is received (`_receive_upload`)."""
+
     @app.post("/api/jobs", status_code=202)
     async def create_job(request: Request, filename: str = Query("", max_length=1000),
                          smooth: float = Query(0.0)):
         name = sanitize_filename(filename)
         suffix = Path(name).suffix.lower()
         if suffix not in ALLOWED_SUFFIXES:
-            return error(415, f"{name}: unsupported file type {suffix or '(no extension)'}; "
-                              f"upload a video ({', '.join(ALLOWED_SUFFIXES)})")
+            return _error(415, f"{name}: unsupported file type {suffix or '(no extension)'}; "
+                               f"upload a video ({', '.join(ALLOWED_SUFFIXES)})")
         if not 0 <= smooth <= MAX_SMOOTH:  # also refuses NaN
-            return error(422, f"{name}: smoothing must be between 0 and {MAX_SMOOTH:g} seconds, got {smooth:g}")
-        limit = limits.max_upload_bytes
+            return _error(422, f"{name}: smoothing must be between 0 and {MAX_SMOOTH:g} seconds, got {smooth:g}")
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return error(413, f"{name}: {int(declared) / 2**20:.1f} MB is more than the "
-                              f"{limits.max_upload_mb:g} MB limit")
+        if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes:
+            return _error(413, f"{name}: {int(declared) / 2**20:.1f} MB is more than the "
+                               f"{limits.max_upload_mb:g} MB limit")
         if not manager.reserve():  # before the body is read: concurrent uploads count too
-            return error(429, f"{name}: the server is busy with {limits.max_queue} other videos; "
-                              "try again in a minute")
+            return _error(429, f"{name}: the server is busy with {limits.max_queue} other videos; "
+                               "try again in a minute")
         held = [True]  # the place passes to the job when it is submitted
         try:
-            return await receive(request, name, suffix, held, smooth)
+            return await _receive_upload(request, manager, limits, name, suffix, held, smooth)
         finally:
             if held[0]:
                 manager.release()
 
-    async def receive(request: Request, name: str, suffix: str, held: list[bool], smooth: float):
-        limit = limits.max_upload_bytes
-        jid, d = manager.new_dir()
-        path = d / f"input{suffix}"
-        size = 0
-        too_big = False
-        stream = request.stream().__aiter__()
-        try:
-            with open(path, "wb") as f:
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(stream.__anext__(), limits.body_timeout)
-                    except StopAsyncIteration:
-                        break
-                    size += len(chunk)
-                    if size > limit:
-                        too_big = True
-                        break  # stop reading: the rest of the body is never consumed
-                    f.write(chunk)
-        except asyncio.TimeoutError:
-            shutil.rmtree(d, ignore_errors=True)
-            return JSONResponse({"error": f"{name}: the upload stalled (nothing received for "
-                                          f"{limits.body_timeout:g} s after {size} bytes); try again"},
-                                status_code=408, headers={"Connection": "close"})
-        except Exception as e:  # noqa: BLE001 - a client that disconnects mid-upload
-            shutil.rmtree(d, ignore_errors=True)
-            return error(400, f"{name}: upload interrupted ({type(e).__name__})")
-        if too_big:
-            shutil.rmtree(d, ignore_errors=True)
-            return error(413, f"{name}: more than the {limits.max_upload_mb:g} MB upload limit")
-        if size == 0:
-            shutil.rmtree(d, ignore_errors=True)
-            return error(400, f"{name}: the upload is empty")
-        try:
-            mi = await run_in_threadpool(media.probe, path)
-        except MediaError:
-            shutil.rmtree(d, ignore_errors=True)
-            return error(415, f"{name}: not a video file that can be read (unknown or corrupt format)")
-        problem = None
-        if not mi.has_video:
-            problem = (415, f"{name}: no video track")
-        elif not mi.has_audio:
-            problem = (422, f"{name}: no audio track; localization needs the sound")
-        elif mi.duration > limits.max_seconds:
-            problem = (413, f"{name}: {mi.duration:.1f} s long; the limit is {limits.max_seconds:g} s")
-        elif mi.width * mi.height > limits.max_pixels:
-            problem = (413, f"{name}: frames of {mi.width}x{mi.height} are too large "
-                            f"(limit {limits.max_pixels} pixels)")
-        if problem:
-            shutil.rmtree(d, ignore_errors=True)
-            return error(*problem)
-        job = Job(id=jid, filename=name, dir=d, input=path, duration=mi.duration, smooth=float(smooth))
-        held[0] = False
-        manager.submit(job)
-        return JSONResponse(job.public(), status_code=202)
+
+async def _stream_body(request: Request, path: Path, limits: Limits) -> tuple[int, str]:
+    """Write the request body to `path` until it ends, passes the size limit (the rest is never read)
+    or stalls (nothing for `limits.body_timeout` seconds). Returns (bytes received, "complete" |
+    "too big" | "stalled"); a client that goes away raises."""
+    size = 0
+    stream = request.stream().__aiter__()
+    with open(path, "wb") as f:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), limits.body_timeout)
+            except StopAsyncIteration:
+                return size, "complete"
+            except asyncio.TimeoutError:
+                return size, "stalled"
+            size += len(chunk)
+            if size > limits.max_upload_bytes:
+                return size, "too big"
+            f.write(chunk)
+
+
+def _probe_problem(mi: media.MediaInfo, name: str, limits: Limits) -> tuple[int, str] | None:
+    """(status, message) when a probed upload cannot be localized under the limits, else None."""
+    if not mi.has_video:
+        return 415, f"{name}: no video track"
+    if not mi.has_audio:
+        return 422, f"{name}: no audio track; localization needs the sound"
+    if mi.duration > limits.max_seconds:
+        return 413, f"{name}: {mi.duration:.1f} s long; the limit is {limits.max_seconds:g} s"
+    if mi.width * mi.height > limits.max_pixels:
+        return 413, f"{name}: frames of {mi.width}x{mi.height} are too large (limit {limits.max_pixels} pixels)"
+    return None
+
+
+async def _receive_upload(request: Request, manager: JobManager, limits: Limits, name: str, suffix: str,
+                          held: list[bool], smooth: float):
+    """Receive the body into a new job folder, probe it, and queue the job (202); any refusal removes
+    the folder. `held[0]` becomes False when the queue place passes to the job."""
+    jid, d = manager.new_dir()
+    path = d / f"input{suffix}"
+    try:
+        size, outcome = await _stream_body(request, path, limits)
+    except Exception as e:  # noqa: BLE001 - a client that disconnects mid-upload
+        shutil.rmtree(d, ignore_errors=True)
+        return _error(400, f"{name}: upload interrupted ({type(e).__name__})")
+    if outcome == "stalled":
+        shutil.rmtree(d, ignore_errors=True)
+        return JSONResponse({"error": f"{name}: the upload stalled (nothing received for "
+                                      f"{limits.body_timeout:g} s after {size} bytes); try again"},
+                            status_code=408, headers={"Connection": "close"})
+    if outcome == "too big":
+        shutil.rmtree(d, ignore_errors=True)
+        return _error(413, f"{name}: more than the {limits.max_upload_mb:g} MB upload limit")
+    if size == 0:
+        shutil.rmtree(d, ignore_errors=True)
+        return _error(400, f"{name}: the upload is empty")
+    try:
+        mi = await run_in_threadpool(media.probe, path)
+    except MediaError:
+        shutil.rmtree(d, ignore_errors=True)
+        return _error(415, f"{name}: not a video file that can be read (unknown or corrupt format)")
+    problem = _probe_problem(mi, name, limits)
+    if problem:
+        shutil.rmtree(d, ignore_errors=True)
+        return _error(*problem)
+    job = Job(id=jid, filename=name, dir=d, input=path, duration=mi.duration, smooth=float(smooth))
+    held[0] = False
+    manager.submit(job)
+    return JSONResponse(job.public(), status_code=202)
+
+
+def _add_result_routes(app: FastAPI, manager: JobManager, limits: Limits) -> None:
+    """GET /api/jobs/{id} (state), /overlay (the video) and /result.json of a job."""
 
     def find(jid: str) -> Job | None:
         return manager.get(jid) if _JOB_ID.match(jid) else None
@@ -380,14 +428,14 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
     def job_status(jid: str):
         job = find(jid)
         if job is None:
-            return error(404, f"no job {jid!r} (finished jobs are kept for a while only)")
+            return _error(404, f"no job {jid!r} (finished jobs are kept for a while only)")
         return job.public()
 
     @app.get("/api/jobs/{jid}/overlay")
     def job_video(jid: str):
         job = find(jid)
         if job is None or job.state != "done":
-            return error(404, f"no result video for job {jid!r}")
+            return _error(404, f"no result video for job {jid!r}")
         p = job.dir / f"overlay.{limits.video_format}"
         stem = Path(job.filename).stem
         return FileResponse(p, media_type=OUTPUT_TYPES[limits.video_format],
@@ -397,7 +445,5 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
     def job_json(jid: str):
         job = find(jid)
         if job is None or job.state != "done":
-            return error(404, f"no result for job {jid!r}")
+            return _error(404, f"no result for job {jid!r}")
         return FileResponse(job.dir / "result.json", media_type="application/json")
-
-    return app

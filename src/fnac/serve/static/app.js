@@ -35,6 +35,7 @@ async function loadInfo() {
     const ck = info.checkpoint || {};
     $("model").textContent = ck.file ? `Model: ${ck.file}` + (ck.trained_on ? ` (trained on ${ck.trained_on}).` : ".") : "";
     if (info.max_smooth) $("smooth").max = String(info.max_smooth);
+    $("file").accept = [...info.accepted, "video/*"].join(",");  // the server's list (fnac.media.VIDEO_SUFFIXES)
   } catch (e) {
     showError("Cannot reach the server: " + e);
   }
