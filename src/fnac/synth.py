@@ -23,7 +23,6 @@ import colorsys
 import dataclasses
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -38,6 +37,7 @@ from PIL import Image, ImageDraw
 
 from fnac import media
 from fnac.errors import ConfigError, DataError
+from fnac.fileio import atomic_write_text
 
 SYNTH_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -810,9 +810,7 @@ def _write_json(path: Path, obj: Any, one_per_line: bool = False) -> None:
         text = "[\n" + ",\n".join(json.dumps(x) for x in obj) + "\n]\n"
     else:
         text = json.dumps(obj, indent=1) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text, fsync=False)
 
 
 def _work(out_dir: str, cfg_dict: dict, job: tuple[str, list[int]]) -> list[dict]:

@@ -43,6 +43,7 @@ from fnac.data.cache.layout import (
 )
 from fnac.data.common import AVDataset, error_text
 from fnac.errors import DataError
+from fnac.fileio import atomic_write_json
 from fnac.inputs import PCM16
 
 log = logging.getLogger("fnac.cache")
@@ -61,12 +62,6 @@ class SplitSummary:
     form: str
     sample_rate: int
     failed: dict[str, str] = field(default_factory=dict)
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def _pcm16_exact(wave: np.ndarray) -> bool:
@@ -154,7 +149,7 @@ def write_shard(ds: AVDataset, folder: Path, k: int, lo: int, hi: int, form: str
     os.replace(tmp_wave, f"{base}.wave.npy")
     info = {"ids": ids, "failed": failed, "fields": encodings, "wave_dtype": wave_dtype, "key": key,
             "fingerprint": fingerprint, "bytes": off}
-    _atomic_json(Path(f"{base}.json"), info)  # the shard is complete once this exists
+    atomic_write_json(Path(f"{base}.json"), info, indent=None, fsync=False)  # the shard is complete once this exists
     return {"k": k, "n": m, "failed": failed, "bytes": _shard_bytes(folder, k)}
 
 
@@ -293,7 +288,7 @@ def cache_split(data_cfg: DataConfig, out_dir: str | os.PathLike, split: str, sh
         "list_path": ds.list_path, "annotated": ds.annotated, "with_positive": bool(ds.with_positive),
         "failed": failed, "bytes": total, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _atomic_json(folder / META, meta)
+    atomic_write_json(folder / META, meta, indent=None, fsync=False)
     if failed:
         first = "; ".join(f"{i}: {r}" for i, r in list(failed.items())[:3])
         log.warning("%s: %d clips failed to decode and will be reported as failures, e.g. %s", folder, len(failed), first)
