@@ -186,7 +186,7 @@ def _score_maps(raw: torch.Tensor, obj: torch.Tensor | None, gt: torch.Tensor, p
     return cious, loc.minmax(up)
 
 
-def peak_positions(m: torch.Tensor) -> list[tuple[float, float]]:
+def _peak_positions(m: torch.Tensor) -> list[tuple[float, float]]:
     """Normalised (x, y) centre of the pixel holding each map's maximum (first in row-major order)."""
     size = m.shape[-1]
     out = []
@@ -256,7 +256,7 @@ def evaluate_model(
             obj = object_net.object_map(images).float() if object_net is not None else None
             cious, m224 = _score_maps(raw, obj, gt, protocol, tau)
             s.cious.extend(cious)
-            s.peaks.extend(peak_positions(m224))
+            s.peaks.extend(_peak_positions(m224))
             if s.kind != "localization":
                 s.add_extras(batch, raw.cpu().numpy(), m224.cpu().numpy(), tau, gt.shape[-1])
         if opts.baselines and protocol.threshold != "absolute":
