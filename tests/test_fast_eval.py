@@ -2,10 +2,11 @@
 
 References: (1) a per-sample loop written here from docs/evaluation.md §2-4 (upsample one map,
 min-max by hand, threshold at sorted(map)[int(H*W*0.5)] with numpy's sort, cIoU from float64 sums);
-(2) evaluate_model(device_metrics=False), which scores the raw maps with the numpy metrics.evaluate.
-The raw maps come from the same model at the same batch size in every path, so the comparison
-isolates the scoring. The model is a small stand-in with FNAC's interface and 7x7 maps (the real
-model is tested in test_models.py; here it would only cost time).
+(2) `numpy_evaluate` below, evaluate_model's former CPU path kept here as an oracle: it scores the raw
+maps with the numpy metrics.evaluate (upsampling, thresholding and peaks in numpy). The raw maps come
+from the same model at the same batch size in every path, so the comparison isolates the scoring.
+The model is a small stand-in with FNAC's interface and 7x7 maps (the real model is tested in
+test_models.py; here it would only cost time).
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fnac import localization as loc
+from fnac import metrics
 from fnac.config import DataConfig
-from fnac.data import build_dataset
-from fnac.evaluate import Protocol, evaluate_model
+from fnac.data import as_dataset, build_dataset, collate
+from fnac.evaluate import EvalResult, Protocol, _baseline_maps, _batch_kind, _Scores, evaluate_model
+from fnac.inputs import model_inputs
 from fnac.metrics import THRESHOLD_VARIANTS, gt_map_vggss
-from fnac.models.fnac import pair_maps
+from fnac.models.fnac import localization_maps, pair_maps
 
 BATCH = 8
 
@@ -51,6 +55,45 @@ class _Memory(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
+
+
+@torch.no_grad()
+def numpy_evaluate(model, dataset, protocol: Protocol, batch_size: int, baselines: bool = True, seed: int = 0,
+                   device: str = "cpu") -> EvalResult:
+    """evaluate_model's scoring done in numpy on the CPU (the oracle): raw maps from `model` on `device`,
+    then metrics.evaluate per batch, numpy min-max and argmax for the peaks and segmentation maps, and
+    the baselines through metrics.evaluate. The dataset-level summary is evaluate's own (_Scores)."""
+    model.eval()
+    tau = float(model.tau)
+    dataset = as_dataset(dataset)
+    s = _Scores()
+    for start in range(0, len(dataset), batch_size):
+        batch, bad = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        s.failed.extend(bad)
+        if batch is None:
+            continue
+        s.kind = _batch_kind(batch, dataset) or s.kind
+        gt = batch["gt_map"].numpy()
+        n, size = gt.shape[0], gt.shape[-1]
+        raw = localization_maps(model, *model_inputs(batch, torch.device(device))).cpu().numpy()
+        if protocol.map != "av":
+            raise NotImplementedError("the oracle scores the AV map only")
+        res = metrics.evaluate(raw, gt, upsample=protocol.upsample, threshold=protocol.threshold, tau=tau)
+        s.cious.extend(res["ciou"])
+        m224 = loc.minmax(loc.upsample(loc.nan_to_min(raw), size, protocol.upsample))  # (B, 224, 224)
+        for j in m224.reshape(n, -1).argmax(axis=1):  # row-major argmax
+            y, x = divmod(int(j), size)
+            s.peaks.append(((x + 0.5) / size, (y + 0.5) / size))
+        if s.kind != "localization":
+            s.add_extras(batch, raw, m224, tau, size)
+        if baselines and protocol.threshold != "absolute":
+            for name, bmaps in _baseline_maps(n, size, seed + len(s.ids)).items():
+                r = metrics.evaluate(bmaps, gt, upsample=protocol.upsample, threshold=protocol.threshold, tau=tau)
+                s.base_cious.setdefault(name, []).extend(r["ciou"])
+        s.ids.extend(batch["id"])
+    result, rows = s.model_metrics(protocol)
+    return EvalResult(dataset.name, dataset.split, s.kind, protocol, len(dataset.listed), len(s.ids),
+                      list(dataset.missing), s.failed, result, rows, s.baseline_metrics())
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +147,8 @@ def test_fast_scores_equal_the_per_sample_protocol(model, test_set, upsample):
     for threshold in THRESHOLD_VARIANTS:
         proto = Protocol(upsample=upsample, threshold=threshold)
         base = threshold == "median_ge"  # the trivial baselines once (they cost more than the model here)
-        fast = evaluate_model(model, test_set, proto, batch_size=BATCH, progress=False, device_metrics=True,
-                              baselines=base)
-        slow = evaluate_model(model, test_set, proto, batch_size=BATCH, progress=False, device_metrics=False,
-                              baselines=base)
+        fast = evaluate_model(model, test_set, proto, batch_size=BATCH, progress=False, baselines=base)
+        slow = numpy_evaluate(model, test_set, proto, batch_size=BATCH, baselines=base)
         ref = _reference_cious(model, test_set, upsample, threshold, model.tau)
         got = [r["ciou"] for r in fast.per_sample]
         assert got == ref, threshold  # exactly, sample by sample
@@ -145,8 +186,8 @@ def _memory_set(kind: str, n: int = 12) -> _Memory:
 def test_fast_extended_and_segmentation_metrics_equal_numpy_path(model, kind, fscore):
     ds = _memory_set(kind)
     proto = Protocol(fscore=fscore)
-    fast = evaluate_model(model, ds, proto, batch_size=5, progress=False, device_metrics=True)
-    slow = evaluate_model(model, ds, proto, batch_size=5, progress=False, device_metrics=False)
+    fast = evaluate_model(model, ds, proto, batch_size=5, progress=False)
+    slow = numpy_evaluate(model, ds, proto, batch_size=5)
     assert fast.kind == slow.kind == kind
     assert fast.metrics == slow.metrics
     assert fast.per_sample == slow.per_sample
@@ -154,9 +195,27 @@ def test_fast_extended_and_segmentation_metrics_equal_numpy_path(model, kind, fs
     assert key in fast.metrics
 
 
-def test_real_dataset_and_default_choice(tiny_synth, model):
-    """Through a real AVDataset and the default (numpy scoring on the CPU): the same numbers."""
+def test_real_dataset_any_batch_size(tiny_synth, model):
+    """Through a real AVDataset (loader, workers' collate): the oracle's numbers, at any batch size."""
     ds = build_dataset(DataConfig(root=str(tiny_synth), image_size=64, audio_duration=1.0), "test", train=False)
     a = evaluate_model(model, ds, Protocol(), batch_size=5, progress=False)
-    b = evaluate_model(model, ds, Protocol(), batch_size=16, progress=False, device_metrics=True)
-    assert a.metrics == b.metrics and a.per_sample == b.per_sample and a.n_evaluated == 16
+    b = evaluate_model(model, ds, Protocol(), batch_size=16, progress=False)
+    ref = numpy_evaluate(model, ds, Protocol(), batch_size=5)
+    assert a.metrics == b.metrics == ref.metrics and a.n_evaluated == 16
+    assert a.per_sample == b.per_sample == ref.per_sample
+    assert a.baselines == ref.baselines
+
+
+def test_options_and_keywords(model, test_set):
+    """EvalOptions and its fields as keywords give the same result; an unknown keyword is refused;
+    the former device_metrics keyword is accepted with a DeprecationWarning."""
+    from fnac.evaluate import EvalOptions
+
+    a = evaluate_model(model, test_set, Protocol(), EvalOptions(batch_size=BATCH, progress=False, baselines=False))
+    b = evaluate_model(model, test_set, Protocol(), batch_size=BATCH, progress=False, baselines=False)
+    assert a.per_sample == b.per_sample and a.metrics == b.metrics and not a.baselines
+    with pytest.raises(TypeError, match="batchsize"):
+        evaluate_model(model, test_set, batchsize=4)
+    with pytest.warns(DeprecationWarning):
+        c = evaluate_model(model, test_set, batch_size=BATCH, progress=False, baselines=False, device_metrics=False)
+    assert c.per_sample == a.per_sample

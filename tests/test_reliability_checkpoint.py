@@ -465,3 +465,27 @@ def test_sigkill_while_best_pt_is_written_then_resume(tiny_synth, tmp_path):
     latest, best = read_checkpoint(out / "latest.pt"), read_checkpoint(out / "best.pt")
     assert latest["best"] is not None and best["best"] == latest["best"] and best["epoch"] == latest["epoch"]
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_load_model_and_config_reads_once_and_matches_the_two_calls(tmp_path, small_cfg, monkeypatch):
+    """load_model_and_config: the model of load_checkpoint and the config of checkpoint_config, from a
+    single read of the file; None as the config of the authors' files."""
+    import fnac.checkpoint as ck
+    from fnac.config import to_dict
+
+    path = tmp_path / "ours.pt"
+    good = _small_checkpoint(path, small_cfg)
+    reads = []
+    real = ck.read_checkpoint
+    monkeypatch.setattr(ck, "read_checkpoint", lambda p: reads.append(p) or real(p))
+    model, cfg = ck.load_model_and_config(path)
+    assert len(reads) == 1
+    assert _tensors_equal(model.state_dict(), good["model"]) and not model.training
+    assert to_dict(cfg) == to_dict(ck.checkpoint_config(path)) == good["config"]
+    assert cfg.model.pretrained == good["config"]["model"]["pretrained"]  # the model's copy is cleared alone
+    assert model.pretrained_weights == good.get("pretrained")
+    ref = tmp_path / "ref.pt"
+    sd = FNAC(ModelConfig(width=8, embed_dim=16), load_pretrained=False).state_dict()
+    torch.save({"model": {f"module.{k}": v for k, v in sd.items()}, "epoch": 3}, ref)
+    loaded = ck.load_model_and_config(ref)
+    assert loaded.config is None and _tensors_equal(loaded.model.state_dict(), sd)

@@ -113,3 +113,51 @@ def test_cli_train_and_eval(tiny_synth, tmp_path, capsys):
     assert len(list((ev / "overlays").glob("*.png"))) == 4
     metrics = json.loads((ev / "metrics.json").read_text())[0]
     assert metrics["n_evaluated"] == 16 and 0 <= metrics["metrics"]["ciou50"] <= 1
+
+
+def _docs_example(heading: str) -> str:
+    """The first python code block under `heading` in docs/training.md."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    section = text.split(heading, 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_docs_own_loop_example_runs(tiny_synth, tmp_path, monkeypatch, capsys):
+    """docs/training.md "Writing your own loop", run as written on the tiny set (its one config line
+    gets the tiny overrides and 2 epochs); the checkpoint it writes loads with its config."""
+    from fnac.checkpoint import load_model_and_config
+
+    code = _docs_example("## Writing your own loop")
+    assert code.count('load_config("small")') == 1
+    code = code.replace('load_config("small")', "load_config(\"small\", OVERRIDES)")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/training.md", "exec"),
+         {"OVERRIDES": tiny_overrides(tiny_synth, tmp_path / "run") + ["train.epochs=2"]})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and "val cIoU@0.5" in lines[-1]
+    model, cfg = load_model_and_config(tmp_path / "my_run.pt")
+    assert cfg is not None and cfg.model.width == 8 and cfg.train.epochs == 2
+    assert not model.training
+
+
+def test_train_step_defaults_to_the_models_device_and_epoch_zero(tiny_synth, tmp_path):
+    """The public train_step: device and epoch are optional; the same step as with them given."""
+    from fnac.data import build_dataset, collate
+    from fnac.models.fnac import FNAC
+    from fnac.train import build_optimizer, train_step
+
+    cfg = _cfg(tiny_synth, tmp_path)
+    ds = build_dataset(cfg.data, "train", train=True)
+    batch, _ = collate([ds[i] for i in range(8)])
+    out = []
+    for kwargs in ({}, {"epoch": 0, "device": torch.device("cpu")}):
+        torch.manual_seed(0)
+        model = FNAC(cfg.model)
+        opt = build_optimizer(model, cfg)
+        terms = train_step(model, batch, opt, cfg, **kwargs)
+        out.append((terms, [p.detach().clone() for p in model.parameters()]))
+    assert out[0][0] == out[1][0] and set(out[0][0]) == {"contrastive", "fns1", "tns", "fns2", "loss"}
+    assert out[0][0]["loss"] == pytest.approx(out[0][0]["contrastive"])  # warm-up: contrastive alone
+    assert all(torch.equal(a, b) for a, b in zip(out[0][1], out[1][1]))

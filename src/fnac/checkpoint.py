@@ -15,13 +15,14 @@ unpickles anything.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -269,28 +270,53 @@ def export_model_config(meta: dict, source: str) -> ModelConfig:
     return from_dict({"model": meta["model"]}, f"{source} (model)").model
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> FNAC:
-    """An FNAC model (eval mode) from our checkpoint, the authors' released one, or a folder written
-    by `fnac export` (model.safetensors + config.json, read without unpickling)."""
+class LoadedCheckpoint(NamedTuple):
+    """A model read from a checkpoint file or exported folder, with the run config stored beside it."""
+
+    model: FNAC  # in eval mode, on the requested device
+    config: Config | None  # the run's config; None for the authors' files (and exports of them)
+
+
+def load_model_and_config(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Read `path` once: the FNAC model (eval mode) and the run config it was trained with.
+
+    `path` is one of our checkpoints, the authors' released file (no config: ``config`` is None, the
+    model's shape is read from its tensors) or a folder written by `fnac export` (model.safetensors +
+    config.json, read without unpickling). ``model, cfg = load_model_and_config(path)`` unpacks it."""
+    return _load(path, map_location, with_config=True)
+
+
+def _load(path: str | Path, map_location: str | torch.device, with_config: bool) -> LoadedCheckpoint:
     if Path(path).is_dir():
         meta, sd = read_export(path)
         mcfg = export_model_config(meta, str(Path(path) / EXPORT_CONFIG))
         model = FNAC(mcfg, load_pretrained=False)
         load_state_strict(model, sd, str(Path(path) / EXPORT_WEIGHTS))
         model.pretrained_weights = meta.get("pretrained")
-        return model.to(map_location).eval()
+        run = meta.get("run_config") if with_config else None  # only parsed when asked for
+        config = from_dict(run, f"{Path(path) / EXPORT_CONFIG} (run_config)") if run else None
+        return LoadedCheckpoint(model.to(map_location).eval(), config)
     obj = read_checkpoint(path)
+    config = None
     if is_reference_checkpoint(obj):
         sd = convert_reference_state(obj["model"])
         mcfg = infer_model_config(sd)
     else:
         sd = obj["model"]
-        mcfg = from_dict(obj.get("config", {}), f"{path} (config)").model
+        config = from_dict(obj.get("config", {}), f"{path} (config)")
+        mcfg = copy.deepcopy(config.model)
     mcfg.pretrained = ""  # the weights come from the checkpoint
     model = FNAC(mcfg, load_pretrained=False)
     load_state_strict(model, sd, str(path))
     model.pretrained_weights = obj.get("pretrained")
-    return model.to(map_location).eval()
+    return LoadedCheckpoint(model.to(map_location).eval(), config)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> FNAC:
+    """An FNAC model (eval mode) from our checkpoint, the authors' released one, or a folder written
+    by `fnac export` (model.safetensors + config.json, read without unpickling). The stable public
+    name; `load_model_and_config` also returns the run config without reading the file again."""
+    return _load(path, map_location, with_config=False).model
 
 
 def checkpoint_config(path: str | Path) -> Config | None:

@@ -9,7 +9,8 @@ Trivial baselines (centre prior, whole image, random map) are scored on the same
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -88,32 +89,144 @@ def _baseline_maps(n: int, size: int, seed: int) -> dict[str, np.ndarray]:
     }
 
 
+@dataclass
+class EvalOptions:
+    """How evaluate_model runs (not what it measures: that is the Protocol)."""
+
+    batch_size: int = 32
+    num_workers: int = 0
+    pin_memory: bool = True  # pin loader batches when the device is CUDA
+    baselines: bool = True  # also score the trivial baselines (not under threshold "absolute")
+    progress: bool = True  # a progress bar
+    seed: int = 0  # of the random-map baseline
+
+
+@dataclass
+class _Scores:
+    """Per-sample results gathered batch by batch, and the dataset-level metrics made from them."""
+
+    kind: str = "localization"
+    ids: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    cious: list[float] = field(default_factory=list)
+    peaks: list[tuple[float, float]] = field(default_factory=list)  # normalised (x, y) of each map's maximum
+    confs: list[float] = field(default_factory=list)  # extended: confidence of each map
+    positives: list[bool] = field(default_factory=list)
+    seg_preds: list[np.ndarray] = field(default_factory=list)  # segmentation: min-max maps at the mask size
+    seg_masks: list[np.ndarray] = field(default_factory=list)
+    base_cious: dict[str, list[float]] = field(default_factory=dict)
+
+    def add_extras(self, batch: dict, raw: np.ndarray, m224: np.ndarray, tau: float, size: int) -> None:
+        """The extended benchmark's confidences and the segmentation benchmark's maps of one batch."""
+        if self.kind == "extended":
+            scores = metrics.extended_scores(raw, tau, size)
+            self.confs.extend(np.atleast_1d(metrics.confidence(scores)).tolist())
+            self.positives.extend(batch["positive"].tolist())
+        if self.kind == "segmentation":
+            self.seg_preds.append(m224.astype(np.float32))
+            self.seg_masks.append(batch["mask"].numpy().astype(np.uint8))
+
+    def model_metrics(self, protocol: Protocol) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """Dataset metrics of the kind of benchmark, and one row per sample."""
+        c = np.asarray(self.cious)
+        result = {"ciou50": float(np.mean(c >= 0.5)), "auc": metrics.auc(c), "mean_ciou": float(c.mean())}
+        rows: list[dict[str, Any]] = []
+        for i, sid in enumerate(self.ids):
+            row: dict[str, Any] = {"id": sid, "ciou": self.cious[i], "peak_x": self.peaks[i][0],
+                                   "peak_y": self.peaks[i][1]}
+            if self.kind == "extended":
+                row.update(positive=self.positives[i], confidence=self.confs[i])
+            rows.append(row)
+        if self.kind == "extended":
+            pos = np.asarray(self.positives, dtype=bool)
+            ext = metrics.extended_metrics(np.asarray(self.confs), c, pos)
+            result = {**ext, "ciou50_positives": float(np.mean(c[pos] >= 0.5)) if pos.any() else 0.0}
+        if self.kind == "segmentation":
+            preds, masks = np.concatenate(self.seg_preds), np.concatenate(self.seg_masks)
+            if protocol.fscore == "dataset":
+                f = metrics.fscore_dataset(preds, masks)
+            else:
+                groups = [sid.rsplit("_", 1)[0] for sid in self.ids]
+                f = metrics.fscore_per_video_compat(preds, masks, groups=groups)
+            result = {"miou": metrics.miou(preds, masks), "fscore": f, **result}
+        return result, rows
+
+    def baseline_metrics(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name, bc in self.base_cious.items():
+            b = np.asarray(bc)
+            out[name] = {"ciou50": float(np.mean(b >= 0.5)), "auc": metrics.auc(b), "mean_ciou": float(b.mean())}
+        return out
+
+
+def _batch_kind(batch: dict, dataset: Any) -> str | None:
+    """The benchmark a batch belongs to (None keeps the current one); DataError without gt maps."""
+    if "gt_map" not in batch:
+        raise DataError(f"{dataset.list_path}: split '{dataset.split}' has no "
+                        "annotations (gt maps); cannot evaluate localization")
+    if "mask" in batch:
+        return "segmentation"
+    if "positive" in batch:
+        return "extended"
+    return None
+
+
+def _score_maps(raw: torch.Tensor, obj: torch.Tensor | None, gt: torch.Tensor, protocol: Protocol,
+                tau: float) -> tuple[list[float], torch.Tensor]:
+    """cIoU of each map of a batch, on the maps' device: the protocol's map (the AV map, or an OGL
+    combination with the object map), upsampled to the gt size, thresholded and scored
+    (metrics.evaluate_batch_torch). Also returns the min-max upsampled maps (B, H, W)."""
+    if protocol.map != "av" and protocol.threshold == "absolute":
+        raise ConfigError("threshold 'absolute' applies to the raw AV map only (map=av)")
+    size = gt.shape[-1]
+    maps = raw if protocol.map == "av" else loc.ogl_maps(raw, obj, protocol.alpha, size,
+                                                         protocol.upsample)[protocol.map]
+    up = loc.upsample(loc.nan_to_min(maps), size, protocol.upsample)  # (B, H, W)
+    cious = metrics.evaluate_batch_torch(up, gt, protocol.threshold, tau).cpu().tolist()
+    return cious, loc.minmax(up)
+
+
+def _peak_positions(m: torch.Tensor) -> list[tuple[float, float]]:
+    """Normalised (x, y) centre of the pixel holding each map's maximum (first in row-major order)."""
+    size = m.shape[-1]
+    out = []
+    for j in m.reshape(m.shape[0], -1).argmax(dim=1).cpu().tolist():
+        y, x = divmod(int(j), size)
+        out.append(((x + 0.5) / size, (y + 0.5) / size))
+    return out
+
+
+def _score_baselines(scores: _Scores, gt: torch.Tensor, protocol: Protocol, tau: float, seed: int) -> None:
+    """The trivial baselines of one batch (maps already at the gt size: no upsampling)."""
+    n, size = gt.shape[0], gt.shape[-1]
+    for name, bmaps in _baseline_maps(n, size, seed).items():
+        bt = torch.from_numpy(np.array(bmaps)).to(gt.device)  # a writable copy (broadcast views are read-only)
+        c = metrics.evaluate_batch_torch(bt, gt, protocol.threshold, tau)
+        scores.base_cious.setdefault(name, []).extend(c.cpu().tolist())
+
+
 @torch.no_grad()
 def evaluate_model(
     model: torch.nn.Module | None,
     dataset: Any,
     protocol: Protocol | None = None,
-    batch_size: int = 32,
+    options: EvalOptions | None = None,
+    *,
     device: str | torch.device = "cpu",
-    num_workers: int = 0,
     object_net: ObjectNet | None = None,
-    baselines: bool = True,
-    progress: bool = True,
-    seed: int = 0,
-    device_metrics: bool | None = None,
-    pin_memory: bool = True,
+    **option_overrides: Any,
 ) -> EvalResult:
     """Score `model` on every present sample of `dataset` (never skipping silently: failures are
     counted and named). `model` may be None to score only the baselines.
 
-    Maps are computed batch by batch. ``device_metrics`` upsamples, thresholds and scores each batch
-    on ``device`` (metrics.evaluate_batch_torch); False moves the raw maps to the CPU and scores them
-    with the numpy metrics.evaluate; None (default) scores on the device unless it is the CPU (where
-    numpy is faster). Both give the same per-sample cIoU (bit-identical on CPU; docs/performance.md
-    for GPUs). ``pin_memory`` pins loader batches when ``device`` is CUDA."""
+    Maps are computed batch by batch, then upsampled, thresholded and scored on ``device``
+    (metrics.evaluate_batch_torch; on the CPU bit-identical to the per-sample numpy protocol of
+    docs/evaluation.md, on GPUs equal to float rounding: docs/performance.md). ``options`` says how
+    to run (EvalOptions); its fields may also be given as keywords (``batch_size=64,
+    progress=False``), which override ``options``. ``object_net`` is needed by the OGL maps."""
     protocol = protocol or Protocol()
+    opts = _options(options, option_overrides)
     device = torch.device(device)
-    fast = device.type != "cpu" if device_metrics is None else bool(device_metrics)
     if protocol.map in ("obj", "av_obj") and object_net is None:
         raise ConfigError(
             f"map={protocol.map} needs the ImageNet object network: name a torchvision resnet18 weights "
@@ -121,147 +234,56 @@ def evaluate_model(
         )
     if model is not None:
         model.eval()
-        tau = float(model.tau)
-    else:
-        tau = 0.03
+    tau = float(model.tau) if model is not None else 0.03
     dataset = as_dataset(dataset)
     dataset.prepare_for(device)  # a cached dataset: finish samples on the device, or in workers on CPU
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate, pin_memory=pin_memory and device.type == "cuda")
-    ids: list[str] = []
-    failed: list[tuple[str, str]] = []
-    cious: list[float] = []
-    confs: list[float] = []
-    positives: list[bool] = []
-    seg_preds: list[np.ndarray] = []
-    seg_masks: list[np.ndarray] = []
-    base_cious: dict[str, list[float]] = {}
-    peaks: list[tuple[float, float]] = []
-    kind = "localization"
-    it: Any = loader
-    if progress:
+    loader: Any = DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=opts.num_workers,
+                             collate_fn=collate, pin_memory=opts.pin_memory and device.type == "cuda")
+    if opts.progress:
         from tqdm import tqdm
 
-        it = tqdm(loader, desc=f"eval {dataset.name} {dataset.split}",
-                  leave=False, dynamic_ncols=True)
-    for batch, bad in it:
-        failed.extend(bad)
+        loader = tqdm(loader, desc=f"eval {dataset.name} {dataset.split}", leave=False, dynamic_ncols=True)
+    s = _Scores()
+    for batch, bad in loader:
+        s.failed.extend(bad)
         if batch is None:
             continue
-        if "gt_map" not in batch:
-            raise DataError(
-                f"{dataset.list_path}: split '{dataset.split}' has no "
-                "annotations (gt maps); cannot evaluate localization"
-            )
-        gt = batch["gt_map"].numpy()  # (B, 224, 224)
-        size = gt.shape[-1]
-        n = gt.shape[0]
-        if "mask" in batch:
-            kind = "segmentation"
-        elif "positive" in batch:
-            kind = "extended"
+        s.kind = _batch_kind(batch, dataset) or s.kind
+        gt = batch["gt_map"].to(device)  # (B, 224, 224)
         images, specs = model_inputs(batch, device)
-        raw = None
         if model is not None:
-            raw_t = localization_maps(model, images, specs)  # (B, h, w) on the device
-            raw = raw_t.cpu().numpy()
-        obj_t = object_net.object_map(images).float() if object_net is not None else None
-        obj = obj_t.cpu().numpy() if obj_t is not None else None
-        if raw is not None and fast:
-            if protocol.map != "av" and protocol.threshold == "absolute":
-                raise ConfigError("threshold 'absolute' applies to the raw AV map only (map=av)")
-            gt_t = batch["gt_map"].to(device)
-            maps_t = raw_t if protocol.map == "av" else loc.ogl_maps(raw_t, obj_t, protocol.alpha, size,
-                                                                     protocol.upsample)[protocol.map]
-            up_t = loc.upsample(loc.nan_to_min(maps_t), size, protocol.upsample)  # (B, 224, 224), as metrics.evaluate
-            cious.extend(metrics.evaluate_batch_torch(up_t, gt_t, protocol.threshold, tau).cpu().tolist())
-            m224_t = loc.minmax(up_t)  # (B, 224, 224)
-            flat_t = m224_t.reshape(m224_t.shape[0], -1).argmax(dim=1).cpu().tolist()  # (B,) row-major argmax
-            for j in flat_t:
-                y, x = divmod(int(j), size)
-                peaks.append(((x + 0.5) / size, (y + 0.5) / size))
-            if kind == "extended":
-                scores = metrics.extended_scores(raw, tau, size)
-                confs.extend(np.atleast_1d(metrics.confidence(scores)).tolist())
-                positives.extend(batch["positive"].tolist())
-            if kind == "segmentation":
-                seg_preds.append(m224_t.cpu().numpy().astype(np.float32))
-                seg_masks.append(batch["mask"].numpy().astype(np.uint8))
-        elif raw is not None:
-            if protocol.map == "av":
-                maps = raw
-                up = protocol.upsample
-            else:
-                three = loc.ogl_maps(raw, obj, protocol.alpha, size, protocol.upsample)
-                maps = three[protocol.map]  # already (B, 224, 224) in [0, 1]
-                up = protocol.upsample
-            if protocol.map != "av" and protocol.threshold == "absolute":
-                raise ConfigError("threshold 'absolute' applies to the raw AV map only (map=av)")
-            res = metrics.evaluate(maps, gt, upsample=up, threshold=protocol.threshold, tau=tau)
-            cious.extend(res["ciou"])
-            m224 = loc.minmax(loc.upsample(loc.nan_to_min(maps), size, up))  # (B, 224, 224)
-            flat = m224.reshape(m224.shape[0], -1).argmax(axis=1)  # (B,) row-major argmax
-            for j in flat:
-                y, x = divmod(int(j), size)
-                peaks.append(((x + 0.5) / size, (y + 0.5) / size))  # normalised peak position
-            if kind == "extended":
-                scores = metrics.extended_scores(raw, tau, size)
-                confs.extend(np.atleast_1d(metrics.confidence(scores)).tolist())
-                positives.extend(batch["positive"].tolist())
-            if kind == "segmentation":
-                seg_preds.append(m224.astype(np.float32))
-                seg_masks.append(batch["mask"].numpy().astype(np.uint8))
-        if baselines and protocol.threshold != "absolute":
-            for name, bmaps in _baseline_maps(n, size, seed + len(ids)).items():
-                if fast:  # the baseline maps are already at the gt size: no upsampling
-                    bt = torch.from_numpy(np.ascontiguousarray(bmaps)).to(device)
-                    c = metrics.evaluate_batch_torch(bt, batch["gt_map"].to(device), protocol.threshold, tau)
-                    base_cious.setdefault(name, []).extend(c.cpu().tolist())
-                    continue
-                r = metrics.evaluate(bmaps, gt, upsample=protocol.upsample, threshold=protocol.threshold, tau=tau)
-                base_cious.setdefault(name, []).extend(r["ciou"])
-        ids.extend(batch["id"])
-    if not ids:
-        raise DataError(f"{dataset.list_path}: no sample could be evaluated ({len(failed)} failed to load)")
-    result_metrics: dict[str, float] = {}
-    per_sample: list[dict[str, Any]] = []
-    if model is not None:
-        c = np.asarray(cious)
-        result_metrics = {"ciou50": float(np.mean(c >= 0.5)), "auc": metrics.auc(c), "mean_ciou": float(c.mean())}
-        for i, sid in enumerate(ids):
-            row: dict[str, Any] = {"id": sid, "ciou": cious[i], "peak_x": peaks[i][0], "peak_y": peaks[i][1]}
-            if kind == "extended":
-                row.update(positive=positives[i], confidence=confs[i])
-            per_sample.append(row)
-        if kind == "extended":
-            pos = np.asarray(positives, dtype=bool)
-            ext = metrics.extended_metrics(np.asarray(confs), c, pos)
-            result_metrics = {**ext, "ciou50_positives": float(np.mean(c[pos] >= 0.5)) if pos.any() else 0.0}
-        if kind == "segmentation":
-            preds, masks = np.concatenate(seg_preds), np.concatenate(seg_masks)
-            if protocol.fscore == "dataset":
-                f = metrics.fscore_dataset(preds, masks)
-            else:
-                groups = [sid.rsplit("_", 1)[0] for sid in ids]
-                f = metrics.fscore_per_video_compat(preds, masks, groups=groups)
-            result_metrics = {"miou": metrics.miou(preds, masks), "fscore": f, **result_metrics}
-    base = {}
-    for name, bc in base_cious.items():
-        b = np.asarray(bc)
-        base[name] = {"ciou50": float(np.mean(b >= 0.5)), "auc": metrics.auc(b), "mean_ciou": float(b.mean())}
-    return EvalResult(
-        dataset=dataset.name,
-        split=dataset.split,
-        kind=kind,
-        protocol=protocol,
-        n_listed=len(dataset.listed),
-        n_evaluated=len(ids),
-        missing=list(dataset.missing),
-        failed=failed,
-        metrics=result_metrics,
-        per_sample=per_sample,
-        baselines=base,
-    )
+            raw = localization_maps(model, images, specs)  # (B, h, w) on the device
+            obj = object_net.object_map(images).float() if object_net is not None else None
+            cious, m224 = _score_maps(raw, obj, gt, protocol, tau)
+            s.cious.extend(cious)
+            s.peaks.extend(_peak_positions(m224))
+            if s.kind != "localization":
+                s.add_extras(batch, raw.cpu().numpy(), m224.cpu().numpy(), tau, gt.shape[-1])
+        if opts.baselines and protocol.threshold != "absolute":
+            _score_baselines(s, gt, protocol, tau, opts.seed + len(s.ids))
+        s.ids.extend(batch["id"])
+    if not s.ids:
+        raise DataError(f"{dataset.list_path}: no sample could be evaluated ({len(s.failed)} failed to load)")
+    result_metrics, per_sample = s.model_metrics(protocol) if model is not None else ({}, [])
+    return EvalResult(dataset=dataset.name, split=dataset.split, kind=s.kind, protocol=protocol,
+                      n_listed=len(dataset.listed), n_evaluated=len(s.ids), missing=list(dataset.missing),
+                      failed=s.failed, metrics=result_metrics, per_sample=per_sample,
+                      baselines=s.baseline_metrics())
+
+
+def _options(options: EvalOptions | None, overrides: dict[str, Any]) -> EvalOptions:
+    """`options` (default EvalOptions()) with the keyword overrides applied; TypeError for an unknown
+    keyword. ``device_metrics`` (of earlier versions) is accepted and ignored: scoring always runs on
+    the device."""
+    overrides = dict(overrides)
+    if overrides.pop("device_metrics", None) is not None:
+        warnings.warn("evaluate_model(device_metrics=...) is ignored: maps are always scored on the device",
+                      DeprecationWarning, stacklevel=3)
+    known = {f.name for f in fields(EvalOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"evaluate_model() got unexpected keyword argument(s): {', '.join(unknown)}")
+    return replace(options or EvalOptions(), **overrides)
 
 
 METRIC_LABELS = {

@@ -29,7 +29,7 @@ import torch
 from fnac import audio as faudio
 from fnac import localization as loc
 from fnac import media, vision
-from fnac.checkpoint import checkpoint_config, load_checkpoint
+from fnac.checkpoint import load_model_and_config
 from fnac.errors import ConfigError, MediaError, NoAudioTrackError
 from fnac.media import iter_video_frames_checked
 from fnac.models.fnac import FNAC, localization_maps
@@ -61,8 +61,8 @@ def load_model(checkpoint: str | os.PathLike, device: str = "cpu") -> FNAC:
     """`fnac.load_checkpoint` plus the run config stored in the checkpoint, kept as the attribute
     `run_config` (a `fnac.config.Config`, None for the authors' files) so that inference uses the
     image size and sample rate the model was trained with."""
-    model = load_checkpoint(checkpoint, map_location=device)
-    model.run_config = checkpoint_config(checkpoint)
+    model, run_config = load_model_and_config(checkpoint, map_location=device)  # one read of the file
+    model.run_config = run_config
     return model
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fnac import localization as loc
-from fnac.checkpoint import (checkpoint_config, is_reference_checkpoint, load_checkpoint, read_checkpoint,
+from fnac.checkpoint import (checkpoint_config, is_reference_checkpoint, load_model_and_config, read_checkpoint,
                              read_export_meta)
 from fnac.config import Config, from_dict, load_config, resolve_config_path
 from fnac.data import build_dataset, collate
@@ -27,11 +27,13 @@ from fnac.visualize import heat_overlay, save_png
 log = logging.getLogger(__name__)
 
 
-def resolve_eval_config(checkpoint: str | None, config: str | None, overrides: Sequence[str]) -> Config:
-    """--config if given, else the checkpoint's stored config, else defaults; then the overrides."""
+def resolve_eval_config(checkpoint: str | None, config: str | None, overrides: Sequence[str],
+                        stored: Config | None = None) -> Config:
+    """--config if given, else the checkpoint's stored config, else defaults; then the overrides.
+    ``stored`` is the checkpoint's config when already loaded (the file is then not read again)."""
     if config:
         return load_config(resolve_config_path(config), list(overrides))
-    cfg = checkpoint_config(checkpoint) if checkpoint else None
+    cfg = stored if stored is not None else checkpoint_config(checkpoint) if checkpoint else None
     if cfg is None:
         cfg = load_config(None, [])
     from fnac.config import apply_overrides
@@ -150,11 +152,11 @@ def run_evaluation(
     """Evaluate and write outputs; returns the text to print (one table per protocol).
 
     ``label`` names the model's row; None derives it from the checkpoint (``model_label``)."""
-    cfg = resolve_eval_config(checkpoint, config, overrides)
+    dev = resolve_device(device)
+    model, stored = load_model_and_config(checkpoint, dev) if checkpoint else (None, None)
+    cfg = resolve_eval_config(None, config, overrides, stored=stored)
     if checkpoint and not label:
         label = model_label(checkpoint)
-    dev = resolve_device(device)
-    model = load_checkpoint(checkpoint, dev) if checkpoint else None
     dataset = build_dataset(cfg.data, split, train=False)
     object_net = ObjectNet(object_weights).to(dev) if object_weights else None
     out = Path(out_dir) if out_dir else None

@@ -1,4 +1,5 @@
-"""Training: train_step, train_one_epoch, fit (docs/method.md §3; CONTRIBUTING.md, habits 2, 3, 7, 8).
+"""Training: train_step, train_one_epoch, validate, CheckpointPolicy, fit (docs/method.md §3,
+docs/training.md; CONTRIBUTING.md, habits 2, 3, 7, 8).
 
 Determinism: the data order of epoch e is a permutation seeded by (seed, e); per-sample augmentation is
 seeded by the dataset from (seed, epoch, index); dropout is seeded per step from (seed, global step,
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -62,6 +64,9 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """The optimizer of `cfg.optim` over the trainable parameters of `model`: "adam" (the reference:
+    L2 weight decay inside Adam) or "adamw" (decoupled weight decay), at optim.lr and
+    optim.weight_decay. Raises ConfigError for another name."""
     o = cfg.optim
     params = [p for p in model.parameters() if p.requires_grad]
     if o.name == "adam":  # the reference: L2 weight decay inside Adam
@@ -121,11 +126,28 @@ def train_step(
     batch: dict,
     optimizer: torch.optim.Optimizer,
     cfg: Config,
-    epoch: int,
-    device: torch.device,
+    epoch: int = 0,
+    device: torch.device | str | None = None,
 ) -> dict[str, float]:
-    """One optimisation step. Returns the loss terms and the total as floats. A non-finite loss raises
-    NonFiniteLossError before any parameter changes."""
+    """One optimisation step of FNAC's objective on one batch; returns the loss terms and the total.
+
+    Args:
+        model: an FNAC model (or one wrapped in DistributedDataParallel / torch.compile), in train mode.
+        batch: a collated batch, as the first item of what a DataLoader with
+            ``collate_fn=fnac.data.collate`` yields over ``fnac.data.build_dataset(..., train=True)``.
+        optimizer: e.g. ``build_optimizer(model, cfg)``.
+        cfg: the run config (model.tau, loss weights and warm-up, train.amp, train.channels_last).
+        epoch: the 0-based epoch; it selects the loss weights (the FNAC terms are off during
+            loss.warmup_epochs).
+        device: where the model is; None takes the device of its first parameter.
+
+    Returns ``{"contrastive", "fns1", "tns", "fns2", "loss"}`` as Python floats ("loss" is the weighted
+    total that was minimised). A NaN or infinite total raises NonFiniteLossError (naming the batch's
+    ids) before any parameter changes. Seeding (dropout) and learning-rate schedules are the caller's.
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    device = torch.device(device)
     terms = compute_terms(model, batch, cfg, device)
     weights = loss_weights(cfg.loss, epoch)
     total = weighted_total(terms, weights)
@@ -224,11 +246,20 @@ def _make_loader(dataset: Any, batch_size: int, sampler: Sampler | None, cfg: Co
     )
 
 
-def fit(cfg: Config, resume: bool = False) -> FitResult:
-    """Train FNAC as configured. Writes config.yaml, log.jsonl, curves.png, latest.pt and best.pt (chosen
-    on the validation split) under cfg.train.out_dir."""
-    from fnac.evaluate import Protocol, evaluate_model  # evaluate sits beside train
+@dataclass
+class ProcessEnv:
+    """Where and how this process trains: device, its place among the processes, the run folder."""
 
+    device: torch.device
+    rank: int
+    world: int
+    main: bool
+    out: Path
+    local_bs: int  # this process's share of train.batch_size
+
+
+def _setup_process(cfg: Config) -> ProcessEnv:
+    """Device, process group, a writable run folder cleared of stray temporary files, seeds."""
     device = resolve_device(cfg.train.device)
     if cfg.train.amp not in ("none", "bf16"):
         raise ConfigError(f"train.amp: expected 'none' or 'bf16', got {cfg.train.amp!r}")
@@ -239,17 +270,25 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     out = Path(cfg.train.out_dir)
     if main:
         ensure_writable(out)  # a read-only or forbidden folder: one line now, not a traceback later
-        for stray in out.glob(".*.pt.*.tmp"):  # left by a process killed while writing a checkpoint
-            try:
-                stray.unlink(missing_ok=True)
-            except OSError as e:
-                log.warning("could not remove %s: %s", stray, os_error_reason(e))
+        _remove_stray_files(out)
     dist.barrier()
     if cfg.train.batch_size % world:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by {world} processes")
-    local_bs = cfg.train.batch_size // world
     set_seed(cfg.train.seed + rank)
+    return ProcessEnv(device, rank, world, main, out, cfg.train.batch_size // world)
 
+
+def _remove_stray_files(out: Path) -> None:
+    """Temporary files left by a process killed while writing a checkpoint."""
+    for stray in out.glob(".*.pt.*.tmp"):
+        try:
+            stray.unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("could not remove %s: %s", stray, os_error_reason(e))
+
+
+def _build_datasets(cfg: Config, env: ProcessEnv) -> tuple[Any, Any | None]:
+    """The training split (at least one batch) and the validation split (None when there is none)."""
     train_set = build_dataset(cfg.data, "train", train=True, seed=cfg.train.seed)
     if len(train_set) < cfg.train.batch_size:
         raise DataError(
@@ -259,200 +298,355 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     try:
         val_set = build_dataset(cfg.data, "val", train=False)
     except DataError as e:
-        if main:
+        if env.main:
             log.warning("no validation split (%s): no best checkpoint will be selected", e)
-
     for ds in (train_set, val_set):  # a cached dataset finishes samples in its workers when training on CPU
         if ds is not None:
-            ds.prepare_for(device)
+            ds.prepare_for(env.device)
+    return train_set, val_set
 
-    model: torch.nn.Module = FNAC(cfg.model).to(device)
+
+def _build_model(cfg: Config, env: ProcessEnv) -> tuple[torch.nn.Module, FNAC]:
+    """The model to train (wrapped for several processes and train.compile) and the bare FNAC inside."""
+    model: torch.nn.Module = FNAC(cfg.model).to(env.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     core = model
-    if world > 1:
+    if env.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
         )
     if cfg.train.compile:
         model = torch.compile(model, backend=cfg.train.compile_backend)  # type: ignore[assignment]
-    optimizer = build_optimizer(core, cfg)
+    return model, core  # type: ignore[return-value]
 
-    logf = JsonlLog(out / "log.jsonl", main)
-    start_epoch, skip_batches, step, best, history = 0, 0, 0, None, []
-    latest = out / "latest.pt"
-    # skipped-sample accounting (per epoch): the run's training list is the one it started with
-    n_list, vanished, failed_epoch, seen_epoch = len(train_set), 0, 0, 0
-    if resume:
-        if not latest.is_file():
-            raise FnacError(f"--resume: no checkpoint at {latest}")
-        ck = read_checkpoint(latest)
-        _load_resume_state(ck, latest, core, optimizer, cfg)
-        core.pretrained_weights = ck.get("pretrained")  # the weights the run started from, not today's
-        start_epoch, skip_batches = ck["epoch"], ck.get("batch_in_epoch", 0)
-        step, best = ck["step"], ck.get("best")
-        if skip_batches:
-            failed_epoch, seen_epoch = ck.get("epoch_skipped", 0), ck.get("epoch_seen", 0)
-        n_list = ck.get("n_train") or _started_with(logf) or len(train_set)
-        vanished = max(0, n_list - len(train_set))
-        if vanished and start_epoch < cfg.train.epochs:
-            _check_vanished(train_set, vanished, n_list, cfg.data.max_skip_fraction)
-        if main:
-            best = _reconcile_best(out, ck, latest, best)
-            log.info("resumed from %s: epoch %d, batch %d, step %d", latest, start_epoch, skip_batches, step)
-            logf.write({"kind": "resume", "epoch": start_epoch, "step": step})
-    elif main:
-        for name in ("log.jsonl",):
-            (out / name).unlink(missing_ok=True)
+
+# ------------------------------------------------------------------------------------ run state
+@dataclass
+class SkipAccount:
+    """Training samples that could not be used, against data.max_skip_fraction.
+
+    ``n_list`` is the run's training list as it started (a resumed run keeps it), ``vanished`` the
+    samples of that list whose files are gone since, ``failed``/``seen`` this epoch's load failures and
+    samples met by this process."""
+
+    n_list: int
+    n_now: int
+    batch: int
+    max_fraction: float
+    vanished: int = 0
+    failed: int = 0
+    seen: int = 0
+
+    def new_epoch(self) -> None:
+        self.failed = self.seen = 0
+
+    def add_batch(self, failed: list[tuple[str, str]]) -> None:
+        """Count one loaded batch (warning about each failed sample) and check the threshold."""
+        self.seen += self.batch
+        if failed:
+            self.failed += len(failed)
+            for sid, why in failed:
+                log.warning("skipped sample %s: %s", sid, why)
+        self.check()
+
+    def check(self) -> None:
+        """Stop when the share of the run's training list that cannot be used (files gone since the
+        start, plus this epoch's load failures extrapolated to the whole set) passes the threshold."""
+        if self.seen < 2 * self.batch:
+            return
+        share = (self.vanished + self.failed / self.seen * self.n_now) / max(self.n_list, 1)
+        if share > self.max_fraction and self.failed:
+            gone = f" (and {self.vanished} of the run's {self.n_list} are gone since it started)" if self.vanished else ""
+            raise DataError(
+                f"{self.failed} of {self.seen} training samples failed to load{gone}, more than "
+                f"data.max_skip_fraction={self.max_fraction}; see the warnings above"
+            )
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: the epoch and batch to train next, the global step, the best validation
+    record so far and the skipped-sample accounting. Saved in every checkpoint (`checkpoint_state`)."""
+
+    epoch: int
+    batch_in_epoch: int
+    step: int
+    best: dict[str, Any] | None
+    skips: SkipAccount
+
+    def checkpoint_state(self, optimizer: torch.optim.Optimizer, world: int, epoch: int,
+                         batch_in_epoch: int) -> dict[str, Any]:
+        """The entries save_checkpoint stores beside the model for a resume at (epoch, batch_in_epoch)."""
+        st = {"optimizer": optimizer.state_dict(), "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+              "step": self.step, "best": self.best, "world_size": world, "n_train": self.skips.n_list}
+        if batch_in_epoch:  # mid-epoch: the epoch's skip count goes on after a resume
+            st.update(epoch_skipped=self.skips.failed, epoch_seen=self.skips.seen)
+        return st
+
+    def update_best(self, val: dict[str, Any] | None, epoch: int) -> bool:
+        """Keep `val` as the best when its (cIoU@0.5, AUC) beats the best so far; True when it does."""
+        if val is None:
+            return False
+        if self.best is None or (val["ciou50"], val["auc"]) > (self.best["ciou50"], self.best["auc"]):
+            self.best = {**val, "epoch": epoch}
+            return True
+        return False
+
+
+def _fresh_state(cfg: Config, env: ProcessEnv, train_set: Any, val_set: Any | None, core: FNAC,
+                 logf: JsonlLog) -> TrainState:
+    """A new run: the old log goes, config.yaml and the log's start record are written."""
+    skips = SkipAccount(len(train_set), len(train_set), env.local_bs, cfg.data.max_skip_fraction)
+    if env.main:
+        (env.out / "log.jsonl").unlink(missing_ok=True)
         try:
-            save_config(cfg, out / "config.yaml")
+            save_config(cfg, env.out / "config.yaml")
         except OSError as e:
-            raise OutputError(f"{out / 'config.yaml'}: cannot write: {os_error_reason(e)}") from None
-        logf.write({"kind": "start", "commit": _git_commit(), "config": to_dict(cfg), "world_size": world,
-                    "device": str(device), "pretrained": core.pretrained_weights, "n_train": len(train_set),
+            raise OutputError(f"{env.out / 'config.yaml'}: cannot write: {os_error_reason(e)}") from None
+        logf.write({"kind": "start", "commit": _git_commit(), "config": to_dict(cfg), "world_size": env.world,
+                    "device": str(env.device), "pretrained": core.pretrained_weights, "n_train": len(train_set),
                     "n_val": len(val_set) if val_set is not None else 0})
+    return TrainState(0, 0, 0, None, skips)
 
-    sampler = EpochSampler(len(train_set), local_bs, cfg.train.seed)
-    loader = _make_loader(train_set, local_bs, sampler, cfg, device)
+
+def _resumed_state(cfg: Config, env: ProcessEnv, train_set: Any, core: FNAC, optimizer: torch.optim.Optimizer,
+                   logf: JsonlLog) -> TrainState:
+    """Model, optimizer and run state from latest.pt; best.pt is made to agree with it (_reconcile_best)."""
+    latest = env.out / "latest.pt"
+    if not latest.is_file():
+        raise FnacError(f"--resume: no checkpoint at {latest}")
+    ck = read_checkpoint(latest)
+    _load_resume_state(ck, latest, core, optimizer, cfg)
+    core.pretrained_weights = ck.get("pretrained")  # the weights the run started from, not today's
+    st = TrainState(ck["epoch"], ck.get("batch_in_epoch", 0), ck["step"], ck.get("best"),
+                    SkipAccount(0, len(train_set), env.local_bs, cfg.data.max_skip_fraction))
+    if st.batch_in_epoch:
+        st.skips.failed, st.skips.seen = ck.get("epoch_skipped", 0), ck.get("epoch_seen", 0)
+    n_list = st.skips.n_list = ck.get("n_train") or _started_with(logf) or len(train_set)
+    st.skips.vanished = vanished = max(0, n_list - len(train_set))
+    if vanished and st.epoch < cfg.train.epochs:
+        _check_vanished(train_set, vanished, n_list, cfg.data.max_skip_fraction)
+    if env.main:
+        st.best = _reconcile_best(env.out, ck, latest, st.best)
+        log.info("resumed from %s: epoch %d, batch %d, step %d", latest, st.epoch, st.batch_in_epoch, st.step)
+        logf.write({"kind": "resume", "epoch": st.epoch, "step": st.step})
+    return st
+
+
+class CheckpointPolicy:
+    """Which checkpoints a run writes, and when (on the main process only).
+
+    latest.pt: every train.save_every_steps steps (mid-epoch), when a signal stops the run, and at the
+    end of every epoch. best.pt: at the end of an epoch whose validation beat the best so far, written
+    *before* latest.pt: a kill between the two leaves latest at the previous save, so --resume redoes
+    this epoch and writes best.pt again (the other order could leave a latest.pt recording a best
+    epoch whose weights never reached best.pt; `_reconcile_best` repairs files of that kind)."""
+
+    def __init__(self, out: Path, core: FNAC, optimizer: torch.optim.Optimizer, cfg: Config, env: ProcessEnv) -> None:
+        self.latest, self.best = out / "latest.pt", out / "best.pt"
+        self.core, self.optimizer, self.cfg = core, optimizer, cfg
+        self.main, self.world = env.main, env.world
+
+    def _save(self, path: Path, state: TrainState, epoch: int, batch_in_epoch: int) -> None:
+        save_checkpoint(path, self.core, self.cfg,
+                        **state.checkpoint_state(self.optimizer, self.world, epoch, batch_in_epoch))
+
+    def after_step(self, state: TrainState, epoch: int, batch_in_epoch: int) -> None:
+        every = self.cfg.train.save_every_steps
+        if every and state.step % every == 0 and self.main:
+            self._save(self.latest, state, epoch, batch_in_epoch)
+
+    def on_stop(self, state: TrainState, epoch: int, batch_in_epoch: int) -> None:
+        if self.main:
+            self._save(self.latest, state, epoch, batch_in_epoch)
+            log.warning("stopped by signal: saved %s (epoch %d, batch %d)", self.latest, epoch, batch_in_epoch)
+
+    def end_of_epoch(self, state: TrainState, epoch: int, improved: bool) -> None:
+        if not self.main:
+            return
+        if improved:
+            self._save(self.best, state, epoch + 1, 0)
+        self._save(self.latest, state, epoch + 1, 0)
+
+
+# -------------------------------------------------------------------------------------- the loop
+@dataclass
+class EpochStats:
+    """What train_one_epoch did: mean loss terms over its steps, steps taken, wall time, the batch it
+    stopped at, and whether a signal stopped it."""
+
+    means: dict[str, float]
+    n_steps: int
+    seconds: float
+    batch_in_epoch: int
+    stopped: bool = False
+
+
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, cfg: Config,
+                    epoch: int, state: TrainState, env: ProcessEnv, *, n_batches: int,
+                    logf: JsonlLog | None = None, checkpoints: CheckpointPolicy | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> EpochStats:
+    """Train from batch `state.batch_in_epoch` to `n_batches` of `epoch` (the loader yields from that
+    batch on): count skipped samples, seed dropout per step, apply train.on_nonfinite, log every
+    train.log_every steps, save mid-epoch checkpoints; stop early when `should_stop()` says so.
+    `logf`, `checkpoints` and `should_stop` are optional (no log, no mid-epoch save, no early stop)."""
+    logf = logf or JsonlLog(Path(os.devnull), enabled=False)
+    should_stop = should_stop or (lambda: False)
+    skip = state.batch_in_epoch
+    sums = {k: 0.0 for k in (*TERMS, "loss")}
+    n_steps, n_since, batch_i = 0, 0, skip
+    t_epoch = t_last = time.perf_counter()
+    bar = _progress_bar(cfg, env, epoch, n_batches - skip)
+    for batch, failed in loader:
+        if batch_i >= n_batches:
+            break
+        state.skips.add_batch(failed)
+        if failed and (batch is None or batch["image"].shape[0] < 2):
+            batch_i += 1
+            continue
+        torch.manual_seed(step_seed(cfg.train.seed, state.step, env.rank))
+        try:
+            terms = train_step(model, batch, optimizer, cfg, epoch, env.device)
+        except NonFiniteLossError as e:
+            record = {"kind": "nonfinite", "epoch": epoch, "step": state.step, "ids": list(batch["id"])}
+            if cfg.train.on_nonfinite != "skip":
+                logf.write(record)
+                raise
+            log.error("%s: batch skipped", e)
+            logf.write(record)
+            state.step += 1
+            batch_i += 1
+            continue
+        state.step += 1
+        batch_i += 1
+        n_steps += 1
+        n_since += batch["image"].shape[0] * env.world
+        for k in sums:
+            sums[k] += terms[k]
+        if state.step % cfg.train.log_every == 0 or batch_i == n_batches:
+            now = time.perf_counter()
+            rate = n_since / max(now - t_last, 1e-9)
+            t_last, n_since = now, 0
+            logf.write({"kind": "step", "epoch": epoch, "step": state.step, **terms,
+                        "lr": optimizer.param_groups[0]["lr"], "samples_per_s": rate})
+            _bar_postfix(bar, terms, rate)
+        if bar is not None:
+            bar.update(1)
+        if should_stop():
+            break
+        if checkpoints is not None:
+            checkpoints.after_step(state, epoch, batch_i)
+    if bar is not None:
+        bar.close()
+    means = {k: v / max(n_steps, 1) for k, v in sums.items()}
+    return EpochStats(means, n_steps, time.perf_counter() - t_epoch, batch_i, should_stop())
+
+
+def _progress_bar(cfg: Config, env: ProcessEnv, epoch: int, total: int) -> Any:
+    if not (env.main and cfg.train.progress):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False, dynamic_ncols=True)
+
+
+def _bar_postfix(bar: Any, terms: dict[str, float], rate: float) -> None:
+    if bar is not None:
+        bar.set_postfix(loss=f"{terms['loss']:.3f}", cl=f"{terms['contrastive']:.3f}",
+                        fns1=f"{terms['fns1']:.4f}", tns=f"{terms['tns']:.4f}",
+                        fns2=f"{terms['fns2']:.4f}", sps=f"{rate:.0f}")
+
+
+def validate(model: FNAC, val_set: Any, cfg: Config, device: torch.device, batch_size: int) -> dict[str, Any]:
+    """The validation record used to select best.pt: cIoU@0.5, AUC, mean cIoU and the number of samples
+    scored, under train.eval_upsample / train.eval_threshold (no baselines)."""
+    from fnac.evaluate import Protocol, evaluate_model  # evaluate sits beside train
+
+    protocol = Protocol(upsample=cfg.train.eval_upsample, threshold=cfg.train.eval_threshold)
+    res = evaluate_model(model, val_set, protocol, batch_size=batch_size, device=device,
+                         num_workers=cfg.data.num_workers, baselines=False, progress=False)
+    return {"ciou50": res.metrics["ciou50"], "auc": res.metrics["auc"],
+            "mean_ciou": res.metrics["mean_ciou"], "n": res.n_evaluated}
+
+
+def _validation_due(cfg: Config, epoch: int) -> bool:
+    return (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
+
+
+def _epoch_record(cfg: Config, epoch: int, state: TrainState, stats: EpochStats, optimizer: torch.optim.Optimizer,
+                  val: dict[str, Any] | None) -> dict[str, Any]:
+    rec: dict[str, Any] = {"kind": "epoch", "epoch": epoch, "step": state.step, **stats.means,
+                           "lr": optimizer.param_groups[0]["lr"],
+                           "samples_per_s": stats.n_steps * cfg.train.batch_size / max(stats.seconds, 1e-9),
+                           "skipped": state.skips.failed + state.skips.vanished,
+                           "weights": loss_weights(cfg.loss, epoch)}
+    if val is not None:
+        rec.update({f"val_{k}": v for k, v in val.items()})
+    return rec
+
+
+def _log_epoch(cfg: Config, epoch: int, rec: dict[str, Any]) -> None:
+    msg = (f"epoch {epoch + 1}/{cfg.train.epochs}: loss {rec['loss']:.4f} "
+           f"(cl {rec['contrastive']:.4f} fns1 {rec['fns1']:.4f} tns {rec['tns']:.4f} "
+           f"fns2 {rec['fns2']:.4f}) {rec['samples_per_s']:.0f} samples/s")
+    if "val_ciou50" in rec:
+        msg += f" | val cIoU@0.5 {100 * rec['val_ciou50']:.2f} AUC {100 * rec['val_auc']:.2f}"
+    log.info(msg)
+
+
+def fit(cfg: Config, resume: bool = False) -> FitResult:
+    """Train FNAC as configured. Writes config.yaml, log.jsonl, curves.png, latest.pt and best.pt (chosen
+    on the validation split) under cfg.train.out_dir; `resume` goes on from latest.pt."""
+    env = _setup_process(cfg)
+    train_set, val_set = _build_datasets(cfg, env)
+    model, core = _build_model(cfg, env)
+    optimizer = build_optimizer(core, cfg)
+    logf = JsonlLog(env.out / "log.jsonl", env.main)
+    if resume:
+        state = _resumed_state(cfg, env, train_set, core, optimizer, logf)
+    else:
+        state = _fresh_state(cfg, env, train_set, val_set, core, logf)
+    checkpoints = CheckpointPolicy(env.out, core, optimizer, cfg, env)
+    sampler = EpochSampler(len(train_set), env.local_bs, cfg.train.seed)
+    loader = _make_loader(train_set, env.local_bs, sampler, cfg, env.device)
     per_epoch = sampler.batches_per_epoch()
     if cfg.train.max_steps_per_epoch:
         per_epoch = min(per_epoch, cfg.train.max_steps_per_epoch)
-    protocol = Protocol(upsample=cfg.train.eval_upsample, threshold=cfg.train.eval_threshold)
 
-    def state(epoch: int, batch_in_epoch: int) -> dict:
-        st = {"optimizer": optimizer.state_dict(), "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-              "step": step, "best": best, "world_size": world, "n_train": n_list}
-        if batch_in_epoch:  # mid-epoch: the epoch's skip count goes on after a resume
-            st.update(epoch_skipped=failed_epoch, epoch_seen=seen_epoch)
-        return st
-
-    def check_skips() -> None:
-        """Stop when the share of the run's training list that cannot be used (files gone since the
-        start, plus this epoch's load failures extrapolated to the whole set) passes the threshold."""
-        if seen_epoch < 2 * local_bs:
-            return
-        share = (vanished + failed_epoch / seen_epoch * len(train_set)) / max(n_list, 1)
-        if share > cfg.data.max_skip_fraction and failed_epoch:
-            gone = f" (and {vanished} of the run's {n_list} are gone since it started)" if vanished else ""
-            raise DataError(
-                f"{failed_epoch} of {seen_epoch} training samples failed to load{gone}, more than "
-                f"data.max_skip_fraction={cfg.data.max_skip_fraction}; see the warnings above"
-            )
-
-    last_val = None
-    stopped = False
+    start_epoch, history, last_val, stopped = state.epoch, [], None, False
     epoch = start_epoch - 1  # resuming a finished run trains no epoch: epochs_done stays start_epoch
     with _StopFlag() as flag:
         for epoch in range(start_epoch, cfg.train.epochs):
             train_set.set_epoch(epoch)
-            skip = skip_batches if epoch == start_epoch else 0
-            if not skip:
-                failed_epoch = seen_epoch = 0
-            sampler.set_epoch(epoch, skip)
+            if epoch != start_epoch:
+                state.batch_in_epoch = 0
+            if not state.batch_in_epoch:
+                state.skips.new_epoch()
+            sampler.set_epoch(epoch, state.batch_in_epoch)
             model.train()
-            sums = {k: 0.0 for k in (*TERMS, "loss")}
-            n_steps = 0
-            t_epoch = time.perf_counter()
-            bar = None
-            if main and cfg.train.progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=per_epoch - skip, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                           leave=False, dynamic_ncols=True)
-            t_last = time.perf_counter()
-            n_since = 0
-            batch_i = skip
-            for batch, failed in loader:
-                if batch_i >= per_epoch:
-                    break
-                seen_epoch += local_bs
-                if failed:
-                    failed_epoch += len(failed)
-                    for sid, why in failed:
-                        log.warning("skipped sample %s: %s", sid, why)
-                check_skips()
-                if failed and (batch is None or batch["image"].shape[0] < 2):
-                    batch_i += 1
-                    continue
-                torch.manual_seed(step_seed(cfg.train.seed, step, rank))
-                try:
-                    terms = train_step(model, batch, optimizer, cfg, epoch, device)
-                except NonFiniteLossError as e:
-                    if cfg.train.on_nonfinite == "skip":
-                        log.error("%s: batch skipped", e)
-                        logf.write({"kind": "nonfinite", "epoch": epoch, "step": step, "ids": list(batch["id"])})
-                        step += 1
-                        batch_i += 1
-                        continue
-                    logf.write({"kind": "nonfinite", "epoch": epoch, "step": step, "ids": list(batch["id"])})
-                    raise
-                step += 1
-                batch_i += 1
-                n_steps += 1
-                n_since += batch["image"].shape[0] * world
-                for k in sums:
-                    sums[k] += terms[k]
-                if step % cfg.train.log_every == 0 or batch_i == per_epoch:
-                    now = time.perf_counter()
-                    rate = n_since / max(now - t_last, 1e-9)
-                    t_last, n_since = now, 0
-                    logf.write({"kind": "step", "epoch": epoch, "step": step, **terms,
-                                "lr": optimizer.param_groups[0]["lr"], "samples_per_s": rate})
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{terms['loss']:.3f}", cl=f"{terms['contrastive']:.3f}",
-                                        fns1=f"{terms['fns1']:.4f}", tns=f"{terms['tns']:.4f}",
-                                        fns2=f"{terms['fns2']:.4f}", sps=f"{rate:.0f}")
-                if bar is not None:
-                    bar.update(1)
-                if flag.stop:
-                    break
-                if cfg.train.save_every_steps and step % cfg.train.save_every_steps == 0 and main:
-                    save_checkpoint(latest, core, cfg, **state(epoch, batch_i))
-            if bar is not None:
-                bar.close()
-            if flag.stop:
-                if main:
-                    save_checkpoint(latest, core, cfg, **state(epoch, batch_i))
-                    log.warning("stopped by signal: saved %s (epoch %d, batch %d)", latest, epoch, batch_i)
+            stats = train_one_epoch(model, loader, optimizer, cfg, epoch, state, env, n_batches=per_epoch,
+                                    logf=logf, checkpoints=checkpoints,
+                                    should_stop=lambda: flag.stop)
+            if stats.stopped:
+                checkpoints.on_stop(state, epoch, stats.batch_in_epoch)
                 stopped = True
                 break
-            dt = time.perf_counter() - t_epoch
-            rec: dict[str, Any] = {"kind": "epoch", "epoch": epoch, "step": step,
-                                   **{k: v / max(n_steps, 1) for k, v in sums.items()},
-                                   "lr": optimizer.param_groups[0]["lr"],
-                                   "samples_per_s": n_steps * cfg.train.batch_size / max(dt, 1e-9),
-                                   "skipped": failed_epoch + vanished,
-                                   "weights": loss_weights(cfg.loss, epoch)}
-            improved = False
-            if val_set is not None and main and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
-                res = evaluate_model(core, val_set, protocol, batch_size=max(local_bs, 16), device=device,
-                                     num_workers=cfg.data.num_workers, baselines=False, progress=False)
-                last_val = {"ciou50": res.metrics["ciou50"], "auc": res.metrics["auc"],
-                            "mean_ciou": res.metrics["mean_ciou"], "n": res.n_evaluated}
-                rec.update({f"val_{k}": v for k, v in last_val.items()})
-                key = (last_val["ciou50"], last_val["auc"])
-                if best is None or key > (best["ciou50"], best["auc"]):
-                    best = {**last_val, "epoch": epoch}
-                    improved = True
-            if main:
+            val = None
+            if val_set is not None and env.main and _validation_due(cfg, epoch):
+                val = last_val = validate(core, val_set, cfg, env.device, max(env.local_bs, 16))
+            improved = state.update_best(val, epoch)
+            if env.main:
+                rec = _epoch_record(cfg, epoch, state, stats, optimizer, val)
                 logf.write(rec)
                 history.append(rec)
-                # best.pt before latest.pt: a kill between the two leaves latest at the previous save, so
-                # --resume redoes this epoch and writes best.pt again (the other order could leave a
-                # latest.pt recording a best epoch whose weights never reached best.pt)
-                if improved:
-                    save_checkpoint(out / "best.pt", core, cfg, **state(epoch + 1, 0))
-                save_checkpoint(latest, core, cfg, **state(epoch + 1, 0))
-                msg = (f"epoch {epoch + 1}/{cfg.train.epochs}: loss {rec['loss']:.4f} "
-                       f"(cl {rec['contrastive']:.4f} fns1 {rec['fns1']:.4f} tns {rec['tns']:.4f} "
-                       f"fns2 {rec['fns2']:.4f}) {rec['samples_per_s']:.0f} samples/s")
-                if "val_ciou50" in rec:
-                    msg += f" | val cIoU@0.5 {100 * rec['val_ciou50']:.2f} AUC {100 * rec['val_auc']:.2f}"
-                log.info(msg)
-                _plot(logf, out / "curves.png")
+                checkpoints.end_of_epoch(state, epoch, improved)  # best.pt, then latest.pt
+                _log_epoch(cfg, epoch, rec)
+                _plot(logf, env.out / "curves.png")
             dist.barrier()
     dist.barrier()
-    return FitResult(out, epoch + 1 if not stopped else epoch, step, best, last_val, history, stopped)
+    return FitResult(env.out, epoch + 1 if not stopped else epoch, state.step, state.best, last_val, history,
+                     stopped)
 
 
 def _load_resume_state(ck: dict, latest: Path, core: torch.nn.Module, optimizer: torch.optim.Optimizer,
