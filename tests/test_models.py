@@ -8,6 +8,7 @@ import fnac
 from fnac.checkpoint import load_checkpoint, save_checkpoint
 from fnac.config import Config, ModelConfig
 from fnac.errors import CheckpointError, ConfigError
+from fnac.fileio import is_temp_name
 from fnac.models import FNAC, ObjectNet
 
 
@@ -162,7 +163,7 @@ def test_our_checkpoint_roundtrip_keeps_config(tmp_path):
     assert loaded.cfg.embed_dim == 12 and loaded.cfg.width == 8
     for k, v in m.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not [p for p in tmp_path.iterdir() if is_temp_name(p.name)]
 
 
 def test_visual_layers_option_stops_early_keeps_names_and_loads_imagenet_stages(tmp_path):

@@ -11,12 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_overrides
+
 from fnac import cli
-from fnac.checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint
+from fnac.checkpoint import (
+    atomic_save,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from fnac.config import ModelConfig, load_config, resolve_config_path
 from fnac.errors import CheckpointError, DataError, FnacError
+from fnac.fileio import is_temp_name
 from fnac.models.fnac import FNAC
 from fnac.train import fit
 
@@ -194,7 +200,7 @@ def test_full_disk_during_training_is_one_line_from_the_cli(tiny_synth, tmp_path
     assert str(out / "latest.pt") in line and "no space left on device" in line
     monkeypatch.undo()
     assert read_checkpoint(out / "latest.pt")["step"] == 1  # the previous checkpoint, still loadable
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in out.iterdir() if is_temp_name(p.name)]
 
 
 def _refuse_writes_under(monkeypatch, folder: Path, code: int) -> None:
@@ -447,7 +453,7 @@ def test_sigkill_while_best_pt_is_written_then_resume(tiny_synth, tmp_path):
         "import os, signal, sys, torch\n"
         "real = torch.save\n"
         "def save(obj, f, *a, **k):\n"
-        "    if os.path.basename(os.readlink(f'/proc/self/fd/{f.fileno()}')).startswith('.best.pt.'):\n"
+        "    if os.path.basename(os.readlink(f'/proc/self/fd/{f.fileno()}')).startswith('.best.'):\n"
         "        f.write(b'PK' + b'\\0' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return real(obj, f, *a, **k)\n"
         "torch.save = save\n"
@@ -464,7 +470,7 @@ def test_sigkill_while_best_pt_is_written_then_resume(tiny_synth, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     latest, best = read_checkpoint(out / "latest.pt"), read_checkpoint(out / "best.pt")
     assert latest["best"] is not None and best["best"] == latest["best"] and best["epoch"] == latest["epoch"]
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in out.iterdir() if is_temp_name(p.name)]
 
 
 def test_load_model_and_config_reads_once_and_matches_the_two_calls(tmp_path, small_cfg, monkeypatch):

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_overrides
+
 from fnac.checkpoint import read_checkpoint
 from fnac.config import load_config, resolve_config_path
+from fnac.fileio import is_temp_name
 from fnac.train import NonFiniteLossError, fit
 
 STEPS_PER_EPOCH = 3
@@ -190,14 +191,18 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write_keeps_the_old_one(tmp_path)
     ck = read_checkpoint(latest)  # the previous checkpoint, intact
     assert ck["step"] == 7 and torch.equal(ck["model"]["w"], torch.arange(4.0))
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "latest.pt"]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".latest.pt.") and leftovers[0].endswith(".tmp")
+    assert len(leftovers) == 1 and leftovers[0].startswith(".latest.") and is_temp_name(leftovers[0])
 
 
 def test_a_new_run_in_the_folder_removes_stray_checkpoint_temporaries(tiny_synth, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    stray = out / ".latest.pt.abc123.tmp"  # what a kill during atomic_save leaves behind
-    stray.write_bytes(b"PK" + b"\0" * 1000)
+    stray = out / ".latest.9f3a1c0d.tmp.pt"  # what a kill during atomic_save leaves behind
+    old = out / ".latest.pt.abc123.tmp"  # the name earlier versions used
+    for p in (stray, old):
+        p.write_bytes(b"PK" + b"\0" * 1000)
+    keep = out / ".notes.txt"
+    keep.write_text("not ours")
     fit(_cfg(tiny_synth, out, ["train.epochs=1"]))
-    assert not stray.exists()
+    assert not stray.exists() and not old.exists() and keep.exists()
     assert read_checkpoint(out / "latest.pt")["epoch"] == 1

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from fnac.config import Config, ModelConfig, from_dict, to_dict
 from fnac.errors import CheckpointError, OutputError, os_error_reason
+from fnac.fileio import atomic_path
 from fnac.models.fnac import FNAC, load_state_strict
 from fnac.safeload import safe_torch_load
 
@@ -41,37 +42,23 @@ DIGESTS = "content_sha256"  # entry name -> sha256 of that entry (see content_di
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then os.replace (atomic on POSIX).
+    """torch.save through ``fnac.fileio.atomic_path``: a temporary sibling, fsync, then rename.
 
     A failure to write (no space left, read-only file system, no permission) raises OutputError naming
     `path` and the cause; the temporary file is removed and an existing `path` is left untouched."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write the checkpoint: {os_error_reason(e)}") from None
-    replaced = False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        replaced = True
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except (OSError, RuntimeError) as e:
-        cause = _write_failure(e, path.parent)  # before the partial file is removed (it fills the disk)
-        _remove(tmp)
-        kept = " (the previous file is unchanged)" if path.exists() and not replaced else ""
-        raise OutputError(f"{path}: cannot write the checkpoint: {cause}{kept}") from None
-    except BaseException:
-        _remove(tmp)
-        raise
+        with atomic_path(path) as tmp:
+            try:
+                with open(tmp, "wb") as f:
+                    torch.save(obj, f)
+            except (OSError, RuntimeError) as e:
+                cause = _write_failure(e, path.parent)  # before the partial file is removed (it fills the disk)
+                kept = " (the previous file is unchanged)" if path.exists() else ""
+                raise OutputError(f"{path}: cannot write the checkpoint: {cause}{kept}") from None
+    except OSError as e:  # the folder, the temporary file or the final rename
+        kept = " (the previous file is unchanged)" if path.exists() else ""
+        raise OutputError(f"{path}: cannot write the checkpoint: {os_error_reason(e)}{kept}") from None
 
 
 _FULL_BELOW = 16 << 20  # bytes: a failed write with less free space than this was a full disk

@@ -25,10 +25,23 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from fnac import distributed as dist
-from fnac.checkpoint import atomic_save, ensure_writable, read_checkpoint, save_checkpoint
+from fnac.checkpoint import (
+    atomic_save,
+    ensure_writable,
+    read_checkpoint,
+    save_checkpoint,
+)
 from fnac.config import Config, save_config, to_dict
 from fnac.data import build_dataset, collate
-from fnac.errors import CheckpointError, ConfigError, DataError, FnacError, OutputError, os_error_reason
+from fnac.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    FnacError,
+    OutputError,
+    os_error_reason,
+)
+from fnac.fileio import is_temp_name
 from fnac.inputs import model_inputs
 from fnac.losses import TERMS, fnac_losses, loss_weights, weighted_total
 from fnac.models.fnac import FNAC, load_state_strict
@@ -279,8 +292,10 @@ def _setup_process(cfg: Config) -> ProcessEnv:
 
 
 def _remove_stray_files(out: Path) -> None:
-    """Temporary files left by a process killed while writing a checkpoint."""
-    for stray in out.glob(".*.pt.*.tmp"):
+    """Temporary files left by a process killed while writing a checkpoint (``fnac.fileio`` names, and
+    the ``.<name>.pt.<random>.tmp`` names of earlier versions)."""
+    strays = [p for p in out.glob(".*") if is_temp_name(p.name) and p.name.endswith(".pt")]
+    for stray in strays + list(out.glob(".*.pt.*.tmp")):
         try:
             stray.unlink(missing_ok=True)
         except OSError as e:
