@@ -14,7 +14,7 @@ LAYERS = {
     1: ["fnac.safeload", "fnac.media", "fnac.audio", "fnac.vision", "fnac.localization", "fnac.metrics"],
     2: ["fnac.models", "fnac.models.resnet", "fnac.models.fnac", "fnac.losses", "fnac.data", "fnac.data.*"],
     3: ["fnac.checkpoint", "fnac.synth", "fnac.visualize", "fnac.prepare"],
-    4: ["fnac.train", "fnac.evaluate", "fnac.inference", "fnac.cache"],
+    4: ["fnac.train", "fnac.evaluate", "fnac.inference", "fnac.cache", "fnac.pretrain"],
     5: ["fnac.report", "fnac.demo", "fnac.serve", "fnac.serve.*"],
     6: ["fnac.commands", "fnac.commands.*", "fnac.cli", "fnac.__main__"],
 }
@@ -77,5 +77,5 @@ def test_fnac_help_lists_the_commands(capsys):
         main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for cmd in ("synth", "train", "eval", "localize", "serve", "prepare", "data", "cache", "demo"):
+    for cmd in ("synth", "train", "eval", "localize", "serve", "prepare", "data", "cache", "demo", "pretrain"):
         assert cmd in text, cmd

@@ -18,4 +18,5 @@ COMMANDS = [
     "data",
     "cache",
     "demo",
+    "pretrain",
 ]
