@@ -40,7 +40,7 @@ FNAC, EZVSL = "FNAC", "EZ-VSL (FNAC, weights 0)"
 BASELINES = ("centre prior", "whole image", "random")
 # cell sizes per recipe (data and epochs); timing in docs/synthetic.md, "Pretraining"
 RECIPE_SIZES = {
-    "reference_synth": {"n_train": 1024, "n_val": 128, "n_test": 256, "epochs": 6},
+    "reference_synth": {"n_train": 2048, "n_val": 192, "n_test": 384, "epochs": 6},
     "small": {"n_train": 2048, "n_val": 192, "n_test": 384, "epochs": 6},
 }
 QUICK_PRETRAIN = {"n_train": 128, "n_test": 64, "epochs": 1, "batch_size": 32}

@@ -12,6 +12,9 @@ from fnac.errors import CheckpointError, ConfigError
 from fnac.models.fnac import FNAC
 from fnac.pretrain import POPULATION_CODES, PretrainConfig, pretrain, render_object, seed_sequence, state_path
 
+# a tiny run that learns in seconds: large objects on a plain background (the default adds clutter)
+ACCURACY_RUN = dict(width=8, layers=2, image_size=32, n_train=768, n_test=128, epochs=6, batch_size=32, lr=3e-3,
+                    clutter=0, min_object_size=0.6, max_object_size=0.8)
 TINY = dict(width=4, layers=2, image_size=32, n_train=64, n_test=32, epochs=1, batch_size=32)
 
 
