@@ -138,7 +138,7 @@ def test_false_negative_sweep_quick_end_to_end(tmp_path):
         assert r["batch_size"] == 16 and 0 < r["same_class_negatives"] < 15
     ref = tmp_path / "reference_synth_k4_sh0_s0"
     assert "fns1: 0.0" in (ref / "ezvsl" / "config.yaml").read_text()
-    assert "fns1: 100" in (ref / "fnac" / "config.yaml").read_text()
+    assert "fns1: 10.0" in (ref / "fnac" / "config.yaml").read_text()
     assert "pretrain_quick_w8.pth" in (ref / "fnac" / "config.yaml").read_text()
     assert "| reference_synth | 0 | k4 |" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "fn.png").is_file()
