@@ -83,3 +83,17 @@ def test_population_is_disjoint_from_every_benchmark_split():
             assert not np.array_equal(img, synth.render_sample(sc, classes, split, i).image)
     # deterministic: the same image from the same (seed, part, index)
     assert np.array_equal(render_object(cfg, "test", 5)[0], render_object(cfg, "test", 5)[0])
+
+
+def test_reference_synth_config_is_served_by_the_pretrain_defaults():
+    """The built-in reference_synth names a pretrained file that `fnac pretrain`'s defaults can load into it,
+    and keeps the reference's tau, optimizer and warm-up fraction (5 of 30 epochs)."""
+    from fnac.config import load_config, resolve_config_path
+
+    cfg = load_config(resolve_config_path("reference_synth"))
+    d = PretrainConfig()
+    assert cfg.model.pretrained and cfg.model.pretrained_required
+    assert cfg.model.width == d.width and cfg.model.visual_layers <= d.layers
+    assert cfg.model.tau == 0.03 and cfg.optim.name == "adam" and cfg.optim.weight_decay == 1e-4
+    assert cfg.loss.warmup_epochs == round(cfg.train.epochs * 5 / 30)
+    assert cfg.loss.fns1 == cfg.loss.tns == cfg.loss.fns2 > 0
