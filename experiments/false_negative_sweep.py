@@ -186,9 +186,8 @@ def ensure_pretrained(recipe: str, args: argparse.Namespace) -> str:
     cfg = load_config(resolve_config_path(recipe), list(args.set))
     if not cfg.model.pretrained:
         return ""
-    width, size = cfg.model.width, cfg.data.image_size
     path = args.pretrained or cfg.model.pretrained
-    pc = PretrainConfig(width=width, layers=max(2, cfg.model.visual_layers), image_size=size)
+    pc = PretrainConfig(width=cfg.model.width, layers=max(2, cfg.model.visual_layers))
     if args.quick:  # the demo's quick models: width 8, 64 px
         path = str(Path(args.out) / "pretrain_quick_w8.pth")
         pc = PretrainConfig(width=8, layers=max(2, cfg.model.visual_layers), image_size=64, **QUICK_PRETRAIN)
