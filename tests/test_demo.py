@@ -25,3 +25,31 @@ def test_demo_quick_writes_table_overlays_and_curves(tmp_path, capsys):
     assert "fns1: 0.0" in cfg and "tns: 0.0" in cfg and "fns2: 0.0" in cfg
     assert "tau: 0.05" in cfg and "tau: 0.05" in (out / "fnac" / "config.yaml").read_text()
     assert "fns1: 5" in (out / "fnac" / "config.yaml").read_text()
+
+
+def test_demo_config_recipe_and_synth_fields_pass_through():
+    """DemoConfig keeps the demo's defaults (the small config, today's data) and hands extra SynthConfig
+    fields to the generator unchanged; shrink() keeps both."""
+    import dataclasses
+
+    import pytest
+
+    from fnac.demo import DemoConfig, synth_config
+    from fnac.errors import ConfigError
+    from fnac.synth import SynthConfig
+
+    dc = DemoConfig()
+    assert dc.config == "small" and dc.synth == {}
+    sc = synth_config(dc, 128)
+    assert (sc.n_train, sc.n_classes, sc.image_size, sc.duration, sc.min_distractors, sc.max_distractors) == (
+        2048, 10, 128, 1.0, 1, 1)
+    dc = DemoConfig(config="reference_synth", synth={"noise_level": 0.1, "clutter": 3}).shrink()
+    assert dc.config == "reference_synth" and dc.quick
+    sc = synth_config(dc, 64)
+    assert (sc.noise_level, sc.clutter, sc.n_train, sc.image_size) == (0.1, 3, 64, 64)
+    with pytest.raises(ConfigError, match="unknown keys"):
+        synth_config(DemoConfig(synth={"no_such_knob": 1}), 64)
+    names = {f.name for f in dataclasses.fields(SynthConfig)}
+    for field, value in (("shortcut", 0.5), ("class_skew", 1.0), ("variation", 0.3)):
+        if field in names:  # fields of a newer synth.py
+            assert getattr(synth_config(DemoConfig(synth={field: value}), 64), field) == value

@@ -58,3 +58,94 @@ def test_sweep_runs_cells_in_parallel_and_continues(tmp_path):
     again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "done (" not in again.stdout  # nothing rerun
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+
+
+_sspec = importlib.util.spec_from_file_location(
+    "false_negative_sweep", Path(__file__).resolve().parents[1] / "experiments" / "false_negative_sweep.py")
+sweep = importlib.util.module_from_spec(_sspec)
+_sspec.loader.exec_module(sweep)
+
+
+def test_t_quantile_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in list(range(1, 31)) + [45, 60]:
+        for p in (0.8, 0.95, 0.99):
+            assert sweep.t_quantile(p, df) == pytest.approx(stats.t.ppf((1 + p) / 2, df), rel=1e-9, abs=1e-9)
+            assert sweep.t_two_sided_cdf(1.7, df) == pytest.approx(1 - 2 * stats.t.sf(1.7, df), abs=1e-12)
+
+
+def test_paired_ci_by_hand():
+    # differences 2, 3, 4: mean 3, sd 1; t(0.975, 2) = 4.302652729749464 (tables): half-width 4.3027 / sqrt 3
+    m, lo, hi = sweep.paired_ci([3.0, 5.0, 7.0], [1.0, 2.0, 3.0])
+    half = 4.302652729749464 / math.sqrt(3)
+    assert m == 3 and lo == pytest.approx(3 - half) and hi == pytest.approx(3 + half)
+    m, lo, hi = sweep.paired_ci([1.0], [0.5])
+    assert m == 0.5 and math.isnan(lo) and math.isnan(hi)
+
+
+def test_same_class_negatives_by_hand():
+    # two classes of 2 in a set of 4, batch 4: the one other same-class clip is always in the batch
+    assert sweep.same_class_negatives([2, 2], 4) == pytest.approx(1.0)
+    assert sweep.same_class_negatives([4], 4) == pytest.approx(3.0)  # one class: every negative
+    # 10 equal classes of 100, batch 16: 15 * 99 / 999
+    assert sweep.same_class_negatives([100] * 10, 16) == pytest.approx(15 * 99 / 999)
+
+
+def _row(recipe, k, seed, f, e, prior=0.15, fn=1.5):
+    res = {sweep.FNAC: {"ciou50": f, "auc": f + 0.2}, sweep.EZVSL: {"ciou50": e, "auc": e + 0.2}}
+    base = {b: {"ciou50": prior, "auc": prior + 0.2} for b in sweep.BASELINES}
+    return {"recipe": recipe, "classes": k, "class_skew": 0.0, "shortcut": 0.0, "seed": seed, "results": res,
+            "baselines": base, "same_class_negatives": fn}
+
+
+def test_summary_and_figure_on_fabricated_rows(tmp_path):
+    rows = [_row("small", 4, s, f, e, fn=fn) for s, f, e, fn in
+            ((0, 0.30, 0.28, 3.0), (1, 0.33, 0.30, 4.0), (2, 0.36, 0.32, 5.0))]
+    rows += [_row("reference_synth", 10, 0, 0.25, 0.27, fn=1.5)]
+    rows += [_row("small", 4, 2, 0.36, 0.32, fn=5.0)]  # a repeated seed counts once
+    text = sweep.summarise(rows)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 4  # header, rule, two metrics for each of two cells
+    small = next(x for x in lines if x.startswith("| small | 0 | k4 |") and "cIoU@0.5" in x)
+    # FNAC 30/33/36 -> 33 ± 3; EZ-VSL 28/30/32 -> 30 ± 2; differences 2/3/4 -> 3 with the t interval above
+    half = 4.302652729749464 / math.sqrt(3)
+    assert "| 4.00 | 3 | cIoU@0.5 | 33.00 ± 3.00 | 30.00 ± 2.00 |" in small
+    assert f"+3.00 [{3 - half:+.2f}, {3 + half:+.2f}]" in small
+    assert small.endswith("| 15.00 ± 0.00 | 15.00 ± 0.00 | 15.00 ± 0.00 |")
+    ref = next(x for x in lines if x.startswith("| reference_synth |") and "cIoU@0.5" in x)
+    assert "| 1 | cIoU@0.5 | 25.00 ± 0.00 | 27.00 ± 0.00 | -2.00 [n = 1] |" in ref
+    png = tmp_path / "fig.png"
+    sweep.plot(rows, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_false_negative_sweep_quick_end_to_end(tmp_path):
+    """--quick: both recipes (the pretrained one gets a tiny pretraining first), two cells in parallel, a
+    row each, the summary and figure; a second call reruns nothing; --diagnose reads one cell."""
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "false_negative_sweep.py"
+    argv = [sys.executable, str(script), "--quick", "--levels", "4", "--shortcuts", "0", "--seeds", "0",
+            "--recipes", "reference_synth", "small", "--jobs", "2", "--threads", "1", "--out", str(tmp_path),
+            "--figure", str(tmp_path / "fn.png")]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["recipe"] for r in rows) == ["reference_synth", "small"]
+    for r in rows:
+        assert set(r["results"]) == {sweep.FNAC, sweep.EZVSL} and "centre prior" in r["baselines"]
+        assert r["batch_size"] == 16 and 0 < r["same_class_negatives"] < 15
+    ref = tmp_path / "reference_synth_k4_sh0_s0"
+    assert "fns1: 0.0" in (ref / "ezvsl" / "config.yaml").read_text()
+    assert "fns1: 10.0" in (ref / "fnac" / "config.yaml").read_text()
+    assert "pretrain_quick_w8.pth" in (ref / "fnac" / "config.yaml").read_text()
+    assert "| reference_synth | 0 | k4 |" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "fn.png").is_file()
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "done (" not in again.stdout
+    diag = subprocess.run([sys.executable, str(script), "--diagnose", str(ref), "--batches", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert diag.returncode == 0, diag.stderr[-2000:]
+    assert "same-class negatives per sample" in diag.stdout and "batches of 16" in diag.stdout

@@ -16,7 +16,7 @@ LAYERS = {
     2: ["fnac.models", "fnac.models.resnet", "fnac.models.fnac", "fnac.losses", "fnac.inputs", "fnac.data",
         "fnac.data.*", "fnac.cache"],
     3: ["fnac.checkpoint", "fnac.export", "fnac.synth", "fnac.visualize", "fnac.outputs", "fnac.prepare"],
-    4: ["fnac.train", "fnac.evaluate", "fnac.inference"],
+    4: ["fnac.train", "fnac.evaluate", "fnac.inference", "fnac.pretrain"],
     5: ["fnac.report", "fnac.demo", "fnac.serve", "fnac.serve.*"],
     6: ["fnac.commands", "fnac.commands.*", "fnac.cli", "fnac.__main__"],
 }
@@ -111,5 +111,5 @@ def test_fnac_help_lists_the_commands(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     for cmd in ("synth", "train", "eval", "localize", "serve", "prepare", "data", "cache", "demo", "weights",
-                "export"):
+                "export", "pretrain"):
         assert cmd in text, cmd

@@ -32,9 +32,32 @@ class DemoConfig:
     distractors: int = 1  # silent objects of other classes per image
     quick: bool = False  # a tiny smoke version (tests)
     overrides: list[str] = field(default_factory=list)  # extra KEY=VALUE for both models' configs
+    config: str = "small"  # built-in config name or YAML path both models start from
+    synth: dict = field(default_factory=dict)  # extra SynthConfig fields of the generated data
 
     def shrink(self) -> "DemoConfig":
-        return DemoConfig(self.out_dir, self.seed, 64, 16, 16, 4, 2, 1, True, list(self.overrides))
+        return DemoConfig(self.out_dir, self.seed, 64, 16, 16, 4, 2, 1, True, list(self.overrides),
+                          self.config, dict(self.synth))
+
+
+def _overrides(dc: DemoConfig, data_root: Path, run_dir: Path) -> list[str]:
+    """Config overrides shared by both models (the EZ-VSL run adds its three zero weights)."""
+    overrides = [f"data.root={data_root}", f"train.out_dir={run_dir}", f"train.epochs={dc.epochs}",
+                 f"train.seed={dc.seed}"]
+    if dc.quick:
+        overrides += ["model.width=8", "model.embed_dim=16", "data.image_size=64", "train.batch_size=16",
+                      "loss.warmup_epochs=1", "data.num_workers=0"]
+    return overrides + list(dc.overrides)
+
+
+def synth_config(dc: DemoConfig, image_size: int) -> SynthConfig:
+    """The demo's data: drawn at the models' input size (128 px for the small config, 64 px in quick
+    mode), 1 s clips, `distractors` silent objects; dc.synth's fields (any SynthConfig field) win."""
+    base = dict(seed=dc.seed, n_train=dc.n_train, n_val=dc.n_val, n_test=dc.n_test, n_classes=dc.n_classes,
+                image_size=image_size, duration=1.0, min_distractors=dc.distractors,
+                max_distractors=dc.distractors, n_clips=1 if dc.quick else 2,
+                clip_seconds=2.0 if dc.quick else 6.0)
+    return SynthConfig.from_dict({**base, **dc.synth})
 
 
 def run_demo(dc: DemoConfig, workers: int = 1) -> dict:
@@ -43,11 +66,8 @@ def run_demo(dc: DemoConfig, workers: int = 1) -> dict:
     out = Path(dc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data_root = out / "data"
-    image_size = 64 if dc.quick else 128
-    sc = SynthConfig(seed=dc.seed, n_train=dc.n_train, n_val=dc.n_val, n_test=dc.n_test,
-                     n_classes=dc.n_classes, image_size=image_size, duration=1.0,
-                     min_distractors=dc.distractors, max_distractors=dc.distractors,
-                     n_clips=1 if dc.quick else 2, clip_seconds=2.0 if dc.quick else 6.0)
+    sc = synth_config(dc, load_config(resolve_config_path(dc.config),
+                                      _overrides(dc, data_root, out / "fnac")).data.image_size)
     log.info("[1/4] synthetic benchmark -> %s", data_root)
     summary = generate(data_root, sc, progress=True, workers=workers)
     log.info("      %d train / %d val / %d test samples, %d classes (%.1f s)", summary["n_train"],
@@ -58,13 +78,8 @@ def run_demo(dc: DemoConfig, workers: int = 1) -> dict:
     header = ""
     for i, (name, extra) in enumerate(runs.items()):
         tag = "fnac" if i == 0 else "ezvsl"
-        overrides = [f"data.root={data_root}", f"train.out_dir={out / tag}", f"train.epochs={dc.epochs}",
-                     f"train.seed={dc.seed}"]
-        if dc.quick:
-            overrides += ["model.width=8", "model.embed_dim=16", "data.image_size=64", "train.batch_size=16",
-                          "loss.warmup_epochs=1", "data.num_workers=0"]
-        overrides += [*dc.overrides, *extra]  # the ablation's zero weights win over the user's
-        cfg = load_config(resolve_config_path("small"), overrides)
+        overrides = _overrides(dc, data_root, out / tag) + extra  # the ablation's zero weights win
+        cfg = load_config(resolve_config_path(dc.config), overrides)
         log.info("[%d/4] training %s (%d epochs) -> %s", 2 + i, name, cfg.train.epochs, cfg.train.out_dir)
         res = fit(cfg)
         ckpt = Path(cfg.train.out_dir) / ("best.pt" if res.best else "latest.pt")

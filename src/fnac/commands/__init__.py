@@ -20,4 +20,5 @@ COMMANDS = [
     "demo",
     "weights",
     "export",
+    "pretrain",
 ]

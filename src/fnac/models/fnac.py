@@ -174,7 +174,7 @@ def pair_maps(img: Tensor, aud: Tensor, tau: float) -> Tensor:
 def localization_maps(model: nn.Module, images: Tensor, specs: Tensor) -> Tensor:
     """Raw localization map of each matching (image, audio) pair, (B, h, w) float32 on the inputs'
     device: <v[b,:,h,w], a[b]> / tau, the cosine of every visual position with the pair's audio
-    embedding over the temperature (method.md section 1).
+    embedding over the temperature (docs/method.md §1).
 
     ``model`` is anything with ``encode_image`` (B, 3, S, S) -> (B, C, h, w), ``encode_audio``
     (B, 1, 257, T) -> (B, C) and ``tau``: an FNAC or its torch.compile wrapper (unwrap

@@ -1,0 +1,419 @@
+"""Does FNAC beat EZ-VSL when a batch holds more same-class "negatives"? A sweep over false-negative level,
+instance-shortcut strength, recipe and seed.
+
+A cell is (level, shortcut, recipe, seed). A level is a number of classes K, optionally with a class
+skew ("K" or "K@skew"): fewer classes (or a skewed class frequency) put more clips of a sample's own
+class among its in-batch negatives. The shortcut strength is the synthetic set's per-clip signature in
+background and audio (0 = none). The recipe is a built-in config: `reference_synth` (the reference
+hyperparameters, visual network from `fnac pretrain`) or `small` (from scratch). Each cell is one
+`fnac.demo.run_demo`: fresh data and initialisation from its seed, FNAC and EZ-VSL (the same config with
+the three regulariser weights at 0) trained and evaluated on the test split beside the trivial baselines.
+
+Rows go to <out>/results.jsonl (an interrupted sweep continues where it stopped); the summary
+(<out>/summary.md) gives per cell the mean ± sd over seeds of both models, the paired difference
+FNAC - EZ-VSL with its 95 % Student-t interval, the trivial baselines and the expected same-class
+negatives per sample; --figure draws the difference against that number.
+
+    .venv/bin/python experiments/false_negative_sweep.py --levels 20 10 4 2 --shortcuts 0 0.5 \\
+        --recipes reference_synth small --seeds 0 1 2 3 4 --jobs 2 --threads 1 --out runs/fn_sweep \\
+        --figure docs/img/false_negatives.png
+    .venv/bin/python experiments/false_negative_sweep.py --out runs/fn_sweep --summary-only
+    # experiments/false_negatives.py's diagnostic on one cell's two checkpoints:
+    .venv/bin/python experiments/false_negative_sweep.py --diagnose runs/fn_sweep/reference_synth_k4_sh0_s0
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import logging
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FNAC, EZVSL = "FNAC", "EZ-VSL (FNAC, weights 0)"
+BASELINES = ("centre prior", "whole image", "random")
+# cell sizes per recipe (data and epochs); timing in docs/synthetic.md, "Pretraining"
+RECIPE_SIZES = {
+    "reference_synth": {"n_train": 2048, "n_val": 192, "n_test": 384, "epochs": 6},
+    "small": {"n_train": 2048, "n_val": 192, "n_test": 384, "epochs": 6},
+}
+QUICK_PRETRAIN = {"n_train": 128, "n_test": 64, "epochs": 1, "batch_size": 32}
+
+
+# ------------------------------------------------------------------------------------------- numbers
+def t_two_sided_cdf(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with an integer number of degrees of freedom (the closed-form finite
+    series of Abramowitz & Stegun 26.7.3-4, in theta = atan(t / sqrt(df)))."""
+    if df < 1:
+        raise ValueError("df must be >= 1")
+    t = abs(t)
+    th = math.atan(t / math.sqrt(df))
+    s, c = math.sin(th), math.cos(th)
+    if df % 2 == 1:
+        term, acc = c, c if df > 1 else 0.0
+        for k in range(3, df - 1, 2):  # coefficients 2/3, 2*4/(3*5), ...
+            term *= (k - 1) / k * c * c
+            acc += term
+        return 2 / math.pi * (th + s * acc)
+    term, acc = 1.0, 1.0
+    for k in range(2, df - 1, 2):  # coefficients 1/2, 1*3/(2*4), ...
+        term *= (k - 1) / k * c * c
+        acc += term
+    return s * acc
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The two-sided critical value: the t with P(|T| <= t) = p (bisection on t_two_sided_cdf)."""
+    lo, hi = 0.0, 1.0
+    while t_two_sided_cdf(hi, df) < p:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if t_two_sided_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def paired_ci(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the paired differences a - b and its Student-t confidence interval (nan bounds for one pair)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("need equally many, at least one, paired values")
+    d = [x - y for x, y in zip(a, b)]
+    m = statistics.mean(d)
+    if len(d) < 2:
+        return m, math.nan, math.nan
+    half = t_quantile(level, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
+    return m, m - half, m + half
+
+
+def same_class_negatives(class_counts: list[int], batch_size: int) -> float:
+    """Expected same-class negatives per sample in a batch of B drawn without replacement from a set with
+    these class counts: (B - 1) * sum n_k (n_k - 1) / (N (N - 1))."""
+    n = sum(class_counts)
+    if n < 2:
+        return 0.0
+    return (batch_size - 1) * sum(c * (c - 1) for c in class_counts) / (n * (n - 1))
+
+
+# ----------------------------------------------------------------------------------------------- cells
+def parse_level(spec: str) -> tuple[int, float]:
+    k, _, skew = str(spec).partition("@")
+    return int(k), float(skew or 0)
+
+
+def level_name(k: int, skew: float) -> str:
+    return f"k{k}" + (f"@{skew:g}" if skew else "")
+
+
+def cell_name(c: dict) -> str:
+    return f"{c['recipe']}_{level_name(c['classes'], c['class_skew'])}_sh{c['shortcut']:g}_s{c['seed']}"
+
+
+def synth_fields(skew: float, shortcut: float) -> dict:
+    """Extra SynthConfig fields of a cell; a value at its default (0: today's data) is left out, so the
+    sweep runs on a SynthConfig that predates the field."""
+    from fnac.synth import SynthConfig
+
+    known = {f.name for f in dataclasses.fields(SynthConfig)}
+    extra = {}
+    for name, value in (("class_skew", skew), ("shortcut", shortcut)):
+        if value:
+            if name not in known:
+                raise SystemExit(f"SynthConfig has no field '{name}' in this version: cannot sweep {name}={value}")
+            extra[name] = value
+    return extra
+
+
+def _checkpoint_batch(run_dir: Path) -> int:
+    import yaml
+
+    return int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["batch_size"])
+
+
+def run_cell(c: dict, args: argparse.Namespace) -> dict:
+    from fnac.demo import DemoConfig, run_demo
+    from fnac import synth
+
+    out = Path(args.out) / cell_name(c)
+    size = dict(RECIPE_SIZES.get(c["recipe"], RECIPE_SIZES["small"]))
+    if args.n_train:
+        size["n_train"] = args.n_train
+    if args.epochs:
+        size["epochs"] = args.epochs
+    extra = synth_fields(c["class_skew"], c["shortcut"])
+    overrides = list(args.set)
+    if c.get("pretrained"):
+        overrides.append(f"model.pretrained={c['pretrained']}")
+    dc = DemoConfig(out_dir=str(out), seed=c["seed"], n_train=size["n_train"], n_val=size["n_val"],
+                    n_test=size["n_test"], n_classes=c["classes"], epochs=size["epochs"],
+                    overrides=overrides, config=c["recipe"], synth=extra)
+    if args.quick:
+        dc = dc.shrink()
+        dc.n_classes = c["classes"]
+    res = run_demo(dc, workers=args.synth_workers)
+    print(res["table"], flush=True)
+    scenes = json.loads((out / "data" / "scenes.json").read_text())
+    counts: dict[int, int] = {}
+    for r in scenes:
+        if r["split"] == "train":
+            counts[r["class_index"]] = counts.get(r["class_index"], 0) + 1
+    batch = _checkpoint_batch(out / "fnac")
+    expected = None
+    if hasattr(synth, "expected_false_negatives"):
+        sc = synth.SynthConfig(**json.loads((out / "data" / "synth.json").read_text())["config"])
+        expected = float(synth.expected_false_negatives(sc, batch))
+    return {**c, "level": level_name(c["classes"], c["class_skew"]), "overrides": list(args.set),
+            "epochs": dc.epochs, "n_train": dc.n_train, "n_test": dc.n_test, "batch_size": batch,
+            "same_class_negatives": same_class_negatives(list(counts.values()), batch),
+            "expected_false_negatives": expected, "synth": extra, "quick": bool(args.quick),
+            "results": res["results"], "baselines": res["baselines"], "seconds": res["seconds"]}
+
+
+def ensure_pretrained(recipe: str, args: argparse.Namespace) -> str:
+    """The weights file a recipe's model.pretrained names (or --pretrained), made with `fnac pretrain`'s
+    defaults at the recipe's width when missing; "" for recipes trained from scratch."""
+    from fnac.config import load_config, resolve_config_path
+    from fnac.pretrain import PretrainConfig, pretrain
+
+    cfg = load_config(resolve_config_path(recipe), list(args.set))
+    if not cfg.model.pretrained:
+        return ""
+    path = args.pretrained or cfg.model.pretrained
+    pc = PretrainConfig(width=cfg.model.width, layers=max(2, cfg.model.visual_layers))
+    if args.quick:  # the demo's quick models: width 8, 64 px
+        path = str(Path(args.out) / "pretrain_quick_w8.pth")
+        pc = PretrainConfig(width=8, layers=max(2, cfg.model.visual_layers), image_size=64, **QUICK_PRETRAIN)
+    if not Path(path).is_file():
+        print(f"{path}: missing; pretraining the visual network first", flush=True)
+        res = pretrain(pc, path, progress=False)
+        print(f"pretrained: held-out accuracy {100 * res['test_accuracy']:.1f}% "
+              f"(chance {100 * res['chance']:.1f}%)", flush=True)
+    return os.path.abspath(path)
+
+
+# --------------------------------------------------------------------------------------------- summary
+def _ms(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.2f} ± {sd:.2f}"
+
+
+def _ci(d: tuple[float, float, float]) -> str:
+    m, lo, hi = d
+    return f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else f"{m:+.2f} [n = 1]"
+
+
+def group_rows(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows by cell without the seed: (recipe, shortcut, classes, class_skew), one row per seed (the last)."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        key = (r["recipe"], float(r["shortcut"]), int(r["classes"]), float(r["class_skew"]))
+        groups.setdefault(key, {})[r["seed"]] = r
+    return {k: [v[s] for s in sorted(v)] for k, v in sorted(groups.items())}
+
+
+def cell_stats(cell: list[dict]) -> dict:
+    """Per metric (percent): both models' values over seeds and the paired FNAC - EZ-VSL difference."""
+    both = [r for r in cell if FNAC in r["results"] and EZVSL in r["results"]]
+    out: dict = {"seeds": len(both), "fn": statistics.mean(r["same_class_negatives"] for r in both) if both else math.nan}
+    for m in ("ciou50", "auc"):
+        f = [100 * r["results"][FNAC][m] for r in both]
+        e = [100 * r["results"][EZVSL][m] for r in both]
+        out[m] = {"fnac": f, "ezvsl": e, "diff": paired_ci(f, e) if both else (math.nan,) * 3,
+                  "baselines": {b: [100 * r["baselines"][b][m] for r in both if b in r.get("baselines", {})]
+                                for b in BASELINES}}
+    return out
+
+
+def summarise(rows: list[dict]) -> str:
+    """Markdown: one line per (recipe, shortcut, level) with mean ± sd over seeds (percent), the paired
+    difference FNAC - EZ-VSL with its 95 % t interval, the trivial baselines and the expected same-class
+    negatives per sample of the cell's training data."""
+    head = ("| recipe | shortcut | level | same-class negatives / sample | seeds | metric | FNAC | EZ-VSL | "
+            "FNAC - EZ-VSL [95 % CI] | " + " | ".join(BASELINES) + " |")
+    lines = [head, "|" + "---|" * (9 + len(BASELINES))]
+    for (recipe, shortcut, k, skew), cell in group_rows(rows).items():
+        st = cell_stats(cell)
+        for m, label in (("ciou50", "cIoU@0.5"), ("auc", "AUC")):
+            s = st[m]
+            lines.append(f"| {recipe} | {shortcut:g} | {level_name(k, skew)} | {st['fn']:.2f} | {st['seeds']} | "
+                         f"{label} | {_ms(s['fnac'])} | {_ms(s['ezvsl'])} | {_ci(s['diff'])} | "
+                         + " | ".join(_ms(s["baselines"][b]) for b in BASELINES) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: str | Path, metric: str = "ciou50") -> None:
+    """FNAC - EZ-VSL (with 95 % intervals) against same-class negatives per sample, one line per
+    (shortcut, recipe)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[tuple, list[tuple[float, tuple]]] = {}
+    for (recipe, shortcut, _k, _skew), cell in group_rows(rows).items():
+        st = cell_stats(cell)
+        if st["seeds"]:
+            lines.setdefault((shortcut, recipe), []).append((st["fn"], st[metric]["diff"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for (shortcut, recipe), pts in sorted(lines.items()):
+        pts.sort()
+        x = [p[0] for p in pts]
+        y = [p[1][0] for p in pts]
+        err = [[0 if math.isnan(p[1][1]) else p[1][0] - p[1][1] for p in pts],
+               [0 if math.isnan(p[1][2]) else p[1][2] - p[1][0] for p in pts]]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{recipe}, shortcut {shortcut:g}")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("same-class negatives per sample (expected, in a training batch)")
+    ax.set_ylabel(f"FNAC - EZ-VSL, {'cIoU@0.5' if metric == 'ciou50' else 'AUC'} (points)")
+    ax.set_title("FNAC's gain over EZ-VSL (mean over seeds, 95 % CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ diagnostic
+def diagnose(cell_dir: str, batches: int, split: str) -> str:
+    """experiments/false_negatives.py on a cell's FNAC and EZ-VSL checkpoints, at the cell's batch size."""
+    spec = importlib.util.spec_from_file_location("false_negatives", Path(__file__).with_name("false_negatives.py"))
+    fn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fn)  # type: ignore[union-attr]
+    d = Path(cell_dir)
+    batch = _checkpoint_batch(d / "fnac")
+    res = {}
+    for name, tag in (("FNAC", "fnac"), ("EZ-VSL", "ezvsl")):
+        ck = d / tag / "best.pt"
+        ck = ck if ck.is_file() else d / tag / "latest.pt"
+        res[name] = fn.analyse(str(ck), str(d / "data"), split, batch, batches, 0)
+    lines = [f"| {d.name}: {split} split, {batches} random batches of {batch} | FNAC | EZ-VSL |", "|---|---|---|"]
+    lines += [f"| {label} | {res['FNAC'][key]:.3f} | {res['EZ-VSL'][key]:.3f} |" for label, key in fn.ROWS]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ main
+def _child_argv(c: dict, args: argparse.Namespace, row_file: Path) -> list[str]:
+    argv = [sys.executable, os.path.abspath(__file__), "--cell", json.dumps(c), "--out", args.out,
+            "--threads", str(args.threads), "--synth-workers", str(args.synth_workers), "--row-file", str(row_file)]
+    for o in args.set:
+        argv += ["--set", o]
+    for name in ("epochs", "n_train"):
+        if getattr(args, name):
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.quick:
+        argv.append("--quick")
+    return argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--levels", nargs="+", default=["20", "10", "4", "2"],
+                   help="false-negative levels: number of classes K, or K@skew (a class_skew)")
+    p.add_argument("--shortcuts", type=float, nargs="+", default=[0.0, 0.5], help="instance shortcut strengths")
+    p.add_argument("--recipes", nargs="+", default=["reference_synth", "small"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--epochs", type=int, help="override the recipe's cell size")
+    p.add_argument("--n-train", type=int, help="override the recipe's cell size")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every model")
+    p.add_argument("--pretrained", help="weights for pretrained recipes (default: the config's model.pretrained; "
+                                        "made by `fnac pretrain` defaults when missing)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at once, each in its own process")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per cell (0 = torch's default)")
+    p.add_argument("--synth-workers", type=int, default=1)
+    p.add_argument("--deadline", type=float, default=0, help="start no cell after this many seconds")
+    p.add_argument("--quick", action="store_true", help="tiny cells: a smoke test of this script (seconds)")
+    p.add_argument("--out", default="runs/fn_sweep")
+    p.add_argument("--summary-only", action="store_true", help="summarise results.jsonl, run nothing")
+    p.add_argument("--figure", help="also draw FNAC - EZ-VSL against the false-negative rate here (png)")
+    p.add_argument("--diagnose", metavar="CELL_DIR", help="run the false-negative diagnostic on one cell")
+    p.add_argument("--batches", type=int, default=200, help="--diagnose: random batches")
+    p.add_argument("--split", default="test", help="--diagnose: split")
+    p.add_argument("--cell", help=argparse.SUPPRESS)  # child mode: the cell as JSON
+    p.add_argument("--row-file", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    if args.diagnose:
+        print(diagnose(args.diagnose, args.batches, args.split))
+        return
+    if args.cell:
+        row = run_cell(json.loads(args.cell), args)
+        Path(args.row_file).write_text(json.dumps(row))
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "results.jsonl"
+    done = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()] if log_path.is_file() else []
+    cells = []
+    if not args.summary_only:
+        weights = {r: ensure_pretrained(r, args) for r in args.recipes}
+        for recipe in args.recipes:
+            for level in args.levels:
+                k, skew = parse_level(level)
+                synth_fields(skew, 0.0)
+                for sh in args.shortcuts:
+                    synth_fields(0.0, sh)
+                    for seed in args.seeds:
+                        cells.append({"recipe": recipe, "classes": k, "class_skew": skew, "shortcut": sh,
+                                      "seed": seed, "pretrained": weights[recipe]})
+    names = {cell_name(r) for r in done}
+    todo = [c for c in cells if cell_name(c) not in names]
+    t0 = time.monotonic()
+
+    def record(row: dict) -> None:
+        with open(log_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        done.append(row)
+
+    def late() -> bool:
+        if todo and args.deadline and time.monotonic() - t0 > args.deadline:
+            print(f"deadline: {len(todo)} cells not started", flush=True)
+            todo.clear()
+        return not todo
+
+    running: list[tuple[subprocess.Popen, Path, dict]] = []
+    while not late() or running:
+        while todo and len(running) < max(1, args.jobs):
+            c = todo.pop(0)
+            row_file = out / f".row_{cell_name(c)}.json"
+            row_file.unlink(missing_ok=True)
+            log_file = open(out / f"{cell_name(c)}.log", "w")
+            running.append((subprocess.Popen(_child_argv(c, args, row_file), stdout=log_file,
+                                             stderr=subprocess.STDOUT), row_file, c))
+        for item in list(running):
+            proc, row_file, c = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            if proc.returncode == 0 and row_file.is_file():
+                record(json.loads(row_file.read_text()))
+                row_file.unlink()
+                print(f"cell {cell_name(c)} done ({time.monotonic() - t0:.0f} s)", flush=True)
+            else:
+                print(f"cell {cell_name(c)} FAILED (exit {proc.returncode}; see its .log)", flush=True)
+        if running:
+            time.sleep(0.5)
+    wanted = {cell_name(c) for c in cells}
+    rows = [r for r in done if args.summary_only or cell_name(r) in wanted]
+    if rows:
+        table = summarise(rows)
+        (out / "summary.md").write_text(table + "\n")
+        print(table)
+        if args.figure:
+            plot(rows, args.figure)
+
+
+if __name__ == "__main__":
+    main()
