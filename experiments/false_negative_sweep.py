@@ -114,17 +114,19 @@ def level_name(k: int, skew: float) -> str:
 
 
 def cell_name(c: dict) -> str:
-    return f"{c['recipe']}_{level_name(c['classes'], c['class_skew'])}_sh{c['shortcut']:g}_s{c['seed']}"
+    v = float(c.get("variation", 0.0))
+    return (f"{c['recipe']}_{level_name(c['classes'], c['class_skew'])}_sh{c['shortcut']:g}"
+            + (f"_v{v:g}" if v else "") + f"_s{c['seed']}")
 
 
-def synth_fields(skew: float, shortcut: float) -> dict:
+def synth_fields(skew: float, shortcut: float, variation: float = 0.0) -> dict:
     """Extra SynthConfig fields of a cell; a value at its default (0: today's data) is left out, so the
     sweep runs on a SynthConfig that predates the field."""
     from fnac.synth import SynthConfig
 
     known = {f.name for f in dataclasses.fields(SynthConfig)}
     extra = {}
-    for name, value in (("class_skew", skew), ("shortcut", shortcut)):
+    for name, value in (("class_skew", skew), ("shortcut", shortcut), ("variation", variation)):
         if value:
             if name not in known:
                 raise SystemExit(f"SynthConfig has no field '{name}' in this version: cannot sweep {name}={value}")
@@ -148,7 +150,7 @@ def run_cell(c: dict, args: argparse.Namespace) -> dict:
         size["n_train"] = args.n_train
     if args.epochs:
         size["epochs"] = args.epochs
-    extra = synth_fields(c["class_skew"], c["shortcut"])
+    extra = synth_fields(c["class_skew"], c["shortcut"], float(c.get("variation", 0.0)))
     overrides = list(args.set)
     if c.get("pretrained"):
         overrides.append(f"model.pretrained={c['pretrained']}")
@@ -213,10 +215,12 @@ def _ci(d: tuple[float, float, float]) -> str:
 
 
 def group_rows(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """Rows by cell without the seed: (recipe, shortcut, classes, class_skew), one row per seed (the last)."""
+    """Rows by cell without the seed: (recipe, shortcut, classes, class_skew, variation), one row per seed
+    (the last)."""
     groups: dict[tuple, dict[int, dict]] = {}
     for r in rows:
-        key = (r["recipe"], float(r["shortcut"]), int(r["classes"]), float(r["class_skew"]))
+        key = (r["recipe"], float(r["shortcut"]), int(r["classes"]), float(r["class_skew"]),
+               float(r.get("variation", 0.0)))
         groups.setdefault(key, {})[r["seed"]] = r
     return {k: [v[s] for s in sorted(v)] for k, v in sorted(groups.items())}
 
@@ -238,14 +242,14 @@ def summarise(rows: list[dict]) -> str:
     """Markdown: one line per (recipe, shortcut, level) with mean ± sd over seeds (percent), the paired
     difference FNAC - EZ-VSL with its 95 % t interval, the trivial baselines and the expected same-class
     negatives per sample of the cell's training data."""
-    head = ("| recipe | shortcut | level | same-class negatives / sample | seeds | metric | FNAC | EZ-VSL | "
+    head = ("| recipe | variation | shortcut | level | same-class negatives / sample | seeds | metric | FNAC | EZ-VSL | "
             "FNAC - EZ-VSL [95 % CI] | " + " | ".join(BASELINES) + " |")
-    lines = [head, "|" + "---|" * (9 + len(BASELINES))]
-    for (recipe, shortcut, k, skew), cell in group_rows(rows).items():
+    lines = [head, "|" + "---|" * (10 + len(BASELINES))]
+    for (recipe, shortcut, k, skew, variation), cell in group_rows(rows).items():
         st = cell_stats(cell)
         for m, label in (("ciou50", "cIoU@0.5"), ("auc", "AUC")):
             s = st[m]
-            lines.append(f"| {recipe} | {shortcut:g} | {level_name(k, skew)} | {st['fn']:.2f} | {st['seeds']} | "
+            lines.append(f"| {recipe} | {variation:g} | {shortcut:g} | {level_name(k, skew)} | {st['fn']:.2f} | {st['seeds']} | "
                          f"{label} | {_ms(s['fnac'])} | {_ms(s['ezvsl'])} | {_ci(s['diff'])} | "
                          + " | ".join(_ms(s["baselines"][b]) for b in BASELINES) + " |")
     return "\n".join(lines)
@@ -260,18 +264,18 @@ def plot(rows: list[dict], path: str | Path, metric: str = "ciou50") -> None:
     import matplotlib.pyplot as plt
 
     lines: dict[tuple, list[tuple[float, tuple]]] = {}
-    for (recipe, shortcut, _k, _skew), cell in group_rows(rows).items():
+    for (recipe, shortcut, _k, _skew, variation), cell in group_rows(rows).items():
         st = cell_stats(cell)
         if st["seeds"]:
-            lines.setdefault((shortcut, recipe), []).append((st["fn"], st[metric]["diff"]))
+            lines.setdefault((shortcut, variation, recipe), []).append((st["fn"], st[metric]["diff"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (shortcut, recipe), pts in sorted(lines.items()):
+    for (shortcut, variation, recipe), pts in sorted(lines.items()):
         pts.sort()
         x = [p[0] for p in pts]
         y = [p[1][0] for p in pts]
         err = [[0 if math.isnan(p[1][1]) else p[1][0] - p[1][1] for p in pts],
                [0 if math.isnan(p[1][2]) else p[1][2] - p[1][0] for p in pts]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{recipe}, shortcut {shortcut:g}")
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{recipe}, shortcut {shortcut:g}" + (f", variation {variation:g}" if variation else ""))
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("same-class negatives per sample (expected, in a training batch)")
     ax.set_ylabel(f"FNAC - EZ-VSL, {'cIoU@0.5' if metric == 'ciou50' else 'AUC'} (points)")
@@ -321,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="false-negative levels: number of classes K, or K@skew (a class_skew)")
     p.add_argument("--shortcuts", type=float, nargs="+", default=[0.0, 0.5], help="instance shortcut strengths")
     p.add_argument("--recipes", nargs="+", default=["reference_synth", "small"])
+    p.add_argument("--variation", type=float, default=0.0,
+                   help="within-class variation of every cell's data (fnac synth --variation; 0 = none)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--epochs", type=int, help="override the recipe's cell size")
     p.add_argument("--n-train", type=int, help="override the recipe's cell size")
@@ -364,10 +370,10 @@ def main(argv: list[str] | None = None) -> None:
                 k, skew = parse_level(level)
                 synth_fields(skew, 0.0)
                 for sh in args.shortcuts:
-                    synth_fields(0.0, sh)
+                    synth_fields(0.0, sh, args.variation)
                     for seed in args.seeds:
                         cells.append({"recipe": recipe, "classes": k, "class_skew": skew, "shortcut": sh,
-                                      "seed": seed, "pretrained": weights[recipe]})
+                                      "variation": args.variation, "seed": seed, "pretrained": weights[recipe]})
     names = {cell_name(r) for r in done}
     todo = [c for c in cells if cell_name(c) not in names]
     t0 = time.monotonic()

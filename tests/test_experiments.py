@@ -106,7 +106,7 @@ def test_summary_and_figure_on_fabricated_rows(tmp_path):
     text = sweep.summarise(rows)
     lines = text.splitlines()
     assert len(lines) == 2 + 4  # header, rule, two metrics for each of two cells
-    small = next(x for x in lines if x.startswith("| small | 0 | k4 |") and "cIoU@0.5" in x)
+    small = next(x for x in lines if x.startswith("| small | 0 | 0 | k4 |") and "cIoU@0.5" in x)
     # FNAC 30/33/36 -> 33 ± 3; EZ-VSL 28/30/32 -> 30 ± 2; differences 2/3/4 -> 3 with the t interval above
     half = 4.302652729749464 / math.sqrt(3)
     assert "| 4.00 | 3 | cIoU@0.5 | 33.00 ± 3.00 | 30.00 ± 2.00 |" in small
@@ -141,7 +141,7 @@ def test_false_negative_sweep_quick_end_to_end(tmp_path):
     assert "fns1: 0.0" in (ref / "ezvsl" / "config.yaml").read_text()
     assert "fns1: 10.0" in (ref / "fnac" / "config.yaml").read_text()
     assert "pretrain_quick_w8.pth" in (ref / "fnac" / "config.yaml").read_text()
-    assert "| reference_synth | 0 | k4 |" in (tmp_path / "summary.md").read_text()
+    assert "| reference_synth | 0 | 0 | k4 |" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "fn.png").is_file()
     again = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "done (" not in again.stdout
