@@ -2,6 +2,7 @@
 
 Benchmarks compare paths measured in the same run on the same machine (ratios, not absolute times).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,18 +79,26 @@ def machine(device: torch.device) -> str:
     except (OSError, StopIteration, ValueError):
         pass
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, {gpu}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} intra-op threads")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}, {gpu}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads"
+    )
 
 
-def ensure_data(size: Size, folder: str | None, n_train: int | None, n_test: int | None,
-                workers: int = 0) -> Path:
+def ensure_data(size: Size, folder: str | None, n_train: int | None, n_test: int | None, workers: int = 0) -> Path:
     """The synthetic benchmark at this size (frames of `size.frame` px, `size.duration` s of audio)."""
     from fnac.synth import SynthConfig, generate
 
     root = Path(folder) if folder else BENCH_DIR / "data" / size.name
-    cfg = SynthConfig(seed=0, n_train=n_train or 1024, n_val=16, n_test=n_test or 256, image_size=size.frame,
-                      duration=size.duration, n_clips=0)
+    cfg = SynthConfig(
+        seed=0,
+        n_train=n_train or 1024,
+        n_val=16,
+        n_test=n_test or 256,
+        image_size=size.frame,
+        duration=size.duration,
+        n_clips=0,
+    )
     t = time.perf_counter()
     s = generate(root, cfg, progress=False, workers=workers or (os.cpu_count() or 1))
     if not s.get("reused"):
@@ -98,8 +107,14 @@ def ensure_data(size: Size, folder: str | None, n_train: int | None, n_test: int
 
 
 def data_overrides(size: Size, root: Path, cache: str = "") -> list[str]:
-    out = [f"data.root={root}", f"data.image_size={size.image_size}", f"data.audio_duration={size.duration}",
-           f"model.width={size.width}", f"model.embed_dim={size.embed_dim}", "data.dataset=vggss"]
+    out = [
+        f"data.root={root}",
+        f"data.image_size={size.image_size}",
+        f"data.audio_duration={size.duration}",
+        f"model.width={size.width}",
+        f"model.embed_dim={size.embed_dim}",
+        "data.dataset=vggss",
+    ]
     if cache:
         out.append(f"data.cache={cache}")
     return out
@@ -116,11 +131,13 @@ def ensure_cache(size: Size, root: Path, folder: str | None, splits: Iterable[st
         try:
             s = cache_split(cfg.data, out, split, shard_size=1000, workers=max(1, workers), progress=False)
         except DataError:  # a cache of other settings in the benchmark's own folder: rebuild it
-            s = cache_split(cfg.data, out, split, shard_size=1000, workers=max(1, workers), progress=False,
-                            force=True)
+            s = cache_split(cfg.data, out, split, shard_size=1000, workers=max(1, workers), progress=False, force=True)
         if not s.reused:
-            print(f"[cache] {split}: {s.n} clips in {s.seconds:.0f} s ({s.n / max(s.seconds, 1e-9):.0f} clips/s, "
-                  f"{s.bytes / 2**20:.0f} MiB)", file=sys.stderr)
+            print(
+                f"[cache] {split}: {s.n} clips in {s.seconds:.0f} s ({s.n / max(s.seconds, 1e-9):.0f} clips/s, "
+                f"{s.bytes / 2**20:.0f} MiB)",
+                file=sys.stderr,
+            )
     return out
 
 

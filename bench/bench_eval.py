@@ -10,6 +10,7 @@ rounding: scipy vs torch spectrogram, batch 1 vs batched forward).
     python bench/bench_eval.py --size small
     python bench/bench_eval.py --size full --device cuda --workers 12
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,18 +59,22 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None, help="fnac's batch size (default 64 CPU, 256 GPU)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N test samples (default all)")
     p.add_argument("--checkpoint", help="evaluate this checkpoint instead of an untrained model")
-    p.add_argument("--ref-workers", type=int, default=None,
-                   help="loader processes of the reference-style path (default: --workers; the reference uses 2)")
+    p.add_argument(
+        "--ref-workers",
+        type=int,
+        default=None,
+        help="loader processes of the reference-style path (default: --workers; the reference uses 2)",
+    )
     p.add_argument("--rounds", type=int, default=1, help="passes per path, in turns; the best is kept")
     p.add_argument("--paths", default="reference,plain,cache")
     args = p.parse_args()
 
+    import reference_style as R
     from fnac.config import load_config
     from fnac.data import build_dataset, collate
     from fnac.evaluate import Protocol, evaluate_model
     from fnac.inputs import model_inputs
     from fnac.models.fnac import FNAC, localization_maps
-    import reference_style as R
 
     size = C.SIZES[args.size]
     device = C.device_of(args.device)
@@ -108,10 +113,20 @@ def main() -> None:
         ds = _Limit(ds, limit)
 
         def run():
-            r = evaluate_model(model, ds, Protocol(), batch_size=batch, device=device, num_workers=args.workers,
-                               baselines=False, progress=False)
-            return {row["id"]: row["ciou"] for row in r.per_sample}, {k: r.metrics[k] for k in
-                                                                      ("ciou50", "auc", "mean_ciou")}
+            r = evaluate_model(
+                model,
+                ds,
+                Protocol(),
+                batch_size=batch,
+                device=device,
+                num_workers=args.workers,
+                baselines=False,
+                progress=False,
+            )
+            return {row["id"]: row["ciou"] for row in r.per_sample}, {
+                k: r.metrics[k] for k in ("ciou50", "auc", "mean_ciou")
+            }
+
         return ds, run
 
     for name, use_cache in (("plain", False), ("cache", True)):
@@ -147,28 +162,55 @@ def main() -> None:
                 for sid, m, gt in zip(b["id"], raw, b["gt_map"].numpy()):
                     total += 1
                     same += R.score_one(m, gt) == per_sample[ours_key][sid]
-        checks.append(f"reference-style scorer on fnac's raw maps = fnac's per-sample cIoU: {same} of {total} "
-                      f"samples identical")
+        checks.append(
+            f"reference-style scorer on fnac's raw maps = fnac's per-sample cIoU: {same} of {total} samples identical"
+        )
         if "reference" in per_sample:
             ref_c = per_sample["reference"]
             d = np.array([abs(ref_c[k] - per_sample[ours_key][k]) for k in ref_c])
-            checks.append(f"reference-style vs fnac per-sample cIoU (inputs differ by float rounding): "
-                          f"{int((d == 0).sum())} of {len(d)} identical, max |diff| {d.max():.2e}")
+            checks.append(
+                f"reference-style vs fnac per-sample cIoU (inputs differ by float rounding): "
+                f"{int((d == 0).sum())} of {len(d)} identical, max |diff| {d.max():.2e}"
+            )
     ref = next((r["rate"] for k, r in res.items() if k.startswith("reference")), None)
-    rows = [[k, r["n"], C.fmt(r["rate"]), f"{r['rate'] / ref:.1f}x" if ref else "-",
-             f"{100 * r['ciou50']:.2f}", f"{100 * r['auc']:.2f}", f"{100 * r['mean_ciou']:.4f}",
-             " ".join(C.fmt(x) for x in r["rounds"])] for k, r in res.items()]
+    rows = [
+        [
+            k,
+            r["n"],
+            C.fmt(r["rate"]),
+            f"{r['rate'] / ref:.1f}x" if ref else "-",
+            f"{100 * r['ciou50']:.2f}",
+            f"{100 * r['auc']:.2f}",
+            f"{100 * r['mean_ciou']:.4f}",
+            " ".join(C.fmt(x) for x in r["rounds"]),
+        ]
+        for k, r in res.items()
+    ]
     print(C.machine(device))
     what = f"checkpoint {args.checkpoint}" if args.checkpoint else "untrained model"
-    print(C.table(f"evaluation, {size.name} size ({size.image_size} px, {size.duration:g} s), {what}, "
-                  f"fnac loader workers {args.workers}, device {device.type}",
-                  ["path", "samples", "samples/s", "vs reference", "cIoU@0.5", "AUC", "mean cIoU", "each round"],
-                  rows))
+    print(
+        C.table(
+            f"evaluation, {size.name} size ({size.image_size} px, {size.duration:g} s), {what}, "
+            f"fnac loader workers {args.workers}, device {device.type}",
+            ["path", "samples", "samples/s", "vs reference", "cIoU@0.5", "AUC", "mean cIoU", "each round"],
+            rows,
+        )
+    )
     for c in checks:
         print("check:", c)
-    C.write_json(args.json, {"bench": "eval", "size": size.name, "device": str(device), "batch": batch,
-                             "workers": args.workers, "machine": C.machine(device), "results": res,
-                             "checks": checks})
+    C.write_json(
+        args.json,
+        {
+            "bench": "eval",
+            "size": size.name,
+            "device": str(device),
+            "batch": batch,
+            "workers": args.workers,
+            "machine": C.machine(device),
+            "results": res,
+            "checks": checks,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ of each is reported. Goal: every fnac loader at least 3x the model's consumption
     python bench/bench_loader.py --size small
     python bench/bench_loader.py --size full --workers 8 --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,11 @@ def model_stepper(cfg, device: torch.device, batch: int):
     opt = build_optimizer(model, cfg)
     t = n_frames(int(round(16000 * cfg.data.audio_duration)))
     s = cfg.data.image_size
-    b = {"image": torch.randn(batch, 3, s, s, device=device), "spec": torch.randn(batch, 1, 257, t, device=device),
-         "id": [str(i) for i in range(batch)]}
+    b = {
+        "image": torch.randn(batch, 3, s, s, device=device),
+        "spec": torch.randn(batch, 1, 257, t, device=device),
+        "id": [str(i) for i in range(batch)],
+    }
     step_model = torch.compile(model, backend=cfg.train.compile_backend) if cfg.train.compile else model
     for _ in range(2):  # warm-up (cuDNN autotuning, compilation)
         train_step(step_model, b, opt, cfg, epoch=99, device=device)
@@ -82,9 +86,12 @@ def main() -> None:
     p.add_argument("--amp", default=None, choices=["none", "bf16"], help="model step: default bf16 on CUDA")
     p.add_argument("--channels-last", default=None, action=argparse.BooleanOptionalAction)
     p.add_argument("--rounds", type=int, default=2, help="timed rounds per path, in turns (default 2)")
-    p.add_argument("--gpu-layout", action="store_true",
-                   help="on a CPU too, leave the cache's spectrograms to the device step, as on a GPU (shows what "
-                        "the loader workers deliver to a GPU)")
+    p.add_argument(
+        "--gpu-layout",
+        action="store_true",
+        help="on a CPU too, leave the cache's spectrograms to the device step, as on a GPU (shows what "
+        "the loader workers deliver to a GPU)",
+    )
     p.add_argument("--paths", default="reference,plain,cache")
     args = p.parse_args()
 
@@ -106,8 +113,14 @@ def main() -> None:
     cfg_cache = load_config(None, C.data_overrides(size, root, str(cache)))
 
     def loader(ds, collate_fn=None):
-        kw = dict(batch_size=batch, shuffle=True, drop_last=True, num_workers=args.workers,
-                  pin_memory=gpu, persistent_workers=False)
+        kw = dict(
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,
+            num_workers=args.workers,
+            pin_memory=gpu,
+            persistent_workers=False,
+        )
         if args.workers:
             kw["prefetch_factor"] = 4
         if collate_fn is not None:
@@ -129,21 +142,35 @@ def main() -> None:
         jobs.append(("reference-style loader", lambda: measure_loader(loader(ref_ds), move_ref, device, args.seconds)))
     if "plain" in paths:
         plain_ds = build_dataset(cfg.data, "train", train=True)
-        jobs.append(("fnac loader, plain layout",
-                     lambda: measure_loader(loader(plain_ds, collate), move_fnac, device, args.seconds)))
+        jobs.append(
+            (
+                "fnac loader, plain layout",
+                lambda: measure_loader(loader(plain_ds, collate), move_fnac, device, args.seconds),
+            )
+        )
     if "cache" in paths:
         cache_ds = build_dataset(cfg_cache.data, "train", train=True)
         cache_ds.prepare_for(device)  # as fit does: on CPU the workers also compute the spectrograms
         if args.gpu_layout:
             cache_ds.finish_on_device = True
         where = "spectrograms on the device" if cache_ds.finish_on_device else "spectrograms in the workers"
-        jobs.append((f"fnac loader, cache ({where})", lambda: measure_loader(loader(cache_ds, collate), move_fnac,
-                                                                              device, args.seconds)))
+        jobs.append(
+            (
+                f"fnac loader, cache ({where})",
+                lambda: measure_loader(loader(cache_ds, collate), move_fnac, device, args.seconds),
+            )
+        )
         if cache_ds.finish_on_device:
             b, _ = collate([cache_ds[i] for i in range(batch)])
             b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
-            jobs.append(("cache: device finishing", lambda: measure_repeat(
-                lambda: model_inputs(b, device, channels_last=cl), batch, device, args.seconds / 2)))
+            jobs.append(
+                (
+                    "cache: device finishing",
+                    lambda: measure_repeat(
+                        lambda: model_inputs(b, device, channels_last=cl), batch, device, args.seconds / 2
+                    ),
+                )
+            )
     step = model_stepper(cfg, device, batch)
     jobs.append(("model", lambda: measure_repeat(step, batch, device, args.seconds)))
     # in turns, several rounds (a shared machine's load changes hit every path alike); best round kept
@@ -161,16 +188,41 @@ def main() -> None:
     for name, r in res.items():
         w = "-" if "finishing" in name else args.workers
         vs = f"{r['rate'] / ref:.1f}x" if ref and "finishing" not in name else "-"
-        rows.append([name, w, C.fmt(r["rate"]), vs, f"{r['rate'] / mr['rate']:.2f}x",
-                     " ".join(C.fmt(x) for x in r["rounds"])])
-    rows.append([f"model step (amp {amp}, channels_last {cl})", "-", C.fmt(mr["rate"]), "-", "1.00x",
-                 " ".join(C.fmt(x) for x in mr["rounds"])])
+        rows.append(
+            [name, w, C.fmt(r["rate"]), vs, f"{r['rate'] / mr['rate']:.2f}x", " ".join(C.fmt(x) for x in r["rounds"])]
+        )
+    rows.append(
+        [
+            f"model step (amp {amp}, channels_last {cl})",
+            "-",
+            C.fmt(mr["rate"]),
+            "-",
+            "1.00x",
+            " ".join(C.fmt(x) for x in mr["rounds"]),
+        ]
+    )
     print(C.machine(device))
-    print(C.table(f"data loading, {size.name} size ({size.image_size} px, {size.duration:g} s), batch {batch}, "
-                  f"device {device.type}; best of {args.rounds} rounds",
-                  ["path", "workers", "samples/s", "vs reference", "vs model", "each round"], rows))
-    C.write_json(args.json, {"bench": "loader", "size": size.name, "device": str(device), "batch": batch,
-                             "workers": args.workers, "machine": C.machine(device), "loaders": res, "model": mr})
+    print(
+        C.table(
+            f"data loading, {size.name} size ({size.image_size} px, {size.duration:g} s), batch {batch}, "
+            f"device {device.type}; best of {args.rounds} rounds",
+            ["path", "workers", "samples/s", "vs reference", "vs model", "each round"],
+            rows,
+        )
+    )
+    C.write_json(
+        args.json,
+        {
+            "bench": "loader",
+            "size": size.name,
+            "device": str(device),
+            "batch": batch,
+            "workers": args.workers,
+            "machine": C.machine(device),
+            "loaders": res,
+            "model": mr,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ compilation) are not timed; the paths are then timed in turns, several rounds, b
     python bench/bench_train.py --size small
     python bench/bench_train.py --size full --device cuda --workers 12 --steps 30
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,22 +45,30 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None, help="batch size (default: per size and device)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per path (default 5 CPU, 30 GPU)")
     p.add_argument("--ref-steps", type=int, default=None, help="timed steps of the reference-style path")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed steps first, while the loader fills its queue (default 3 CPU, 5 GPU)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed steps first, while the loader fills its queue (default 3 CPU, 5 GPU)",
+    )
     p.add_argument("--amp", default=None, choices=["none", "bf16"], help="fnac paths (default: bf16 on CUDA)")
     p.add_argument("--channels-last", default=None, action=argparse.BooleanOptionalAction)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (fnac paths)")
-    p.add_argument("--ref-workers", type=int, default=None,
-                   help="loader processes of the reference-style path (default: --workers; the reference uses 2)")
+    p.add_argument(
+        "--ref-workers",
+        type=int,
+        default=None,
+        help="loader processes of the reference-style path (default: --workers; the reference uses 2)",
+    )
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per path, in turns (default 3 CPU, 2 GPU)")
     p.add_argument("--paths", default="reference,plain,cache")
     args = p.parse_args()
 
+    import reference_style as R
     from fnac.config import load_config
     from fnac.data import build_dataset
     from fnac.models.fnac import FNAC
     from fnac.train import EpochSampler, _make_loader, build_optimizer, train_step
-    import reference_style as R
 
     size = C.SIZES[args.size]
     device = C.device_of(args.device)
@@ -72,8 +81,14 @@ def main() -> None:
     cache = C.ensure_cache(size, root, args.cache, ["train"], args.workers)
     amp = args.amp or ("bf16" if gpu else "none")
     cl = args.channels_last if args.channels_last is not None else gpu
-    opts = [f"train.amp={amp}", f"train.channels_last={str(cl).lower()}", f"train.compile={str(args.compile).lower()}",
-            f"train.batch_size={batch}", f"data.num_workers={args.workers}", "train.device=" + str(device)]
+    opts = [
+        f"train.amp={amp}",
+        f"train.channels_last={str(cl).lower()}",
+        f"train.compile={str(args.compile).lower()}",
+        f"train.batch_size={batch}",
+        f"data.num_workers={args.workers}",
+        "train.device=" + str(device),
+    ]
     paths = args.paths.split(",")
     runners: list[tuple[str, object, object, int]] = []  # (label, step function, batch iterator, timed steps)
 
@@ -87,9 +102,14 @@ def main() -> None:
         ref_ds = R.RefDataset(root, "train", size.image_size, size.duration, train=True)
         rw = args.workers if args.ref_workers is None else args.ref_workers
         kw = dict(batch_size=batch, shuffle=True, drop_last=True, num_workers=rw)
-        runners.append((f"reference-style (fp32, per-sample loader, {rw} workers)",
-                        lambda b: R.train_step(ref_model, b, ref_opt, device),
-                        cycle(lambda: torch.utils.data.DataLoader(ref_ds, **kw)), args.ref_steps or steps))
+        runners.append(
+            (
+                f"reference-style (fp32, per-sample loader, {rw} workers)",
+                lambda b: R.train_step(ref_model, b, ref_opt, device),
+                cycle(lambda: torch.utils.data.DataLoader(ref_ds, **kw)),
+                args.ref_steps or steps,
+            )
+        )
 
     def fnac_runner(use_cache: bool) -> tuple:
         cfg = load_config(None, C.data_overrides(size, root, str(cache) if use_cache else "") + opts)
@@ -110,10 +130,15 @@ def main() -> None:
             epoch[0] += 1
             return _make_loader(ds, batch, sampler, cfg, device)
 
-        label = f"fnac, {'cache' if use_cache else 'plain layout'} (amp {amp}, channels_last {cl}" + \
-            (", compiled)" if args.compile else ")")
-        return (label, lambda b: train_step(model, b, opt, cfg, 99, device),
-                (b for b, _failed in cycle(make_loader)), steps)
+        label = f"fnac, {'cache' if use_cache else 'plain layout'} (amp {amp}, channels_last {cl}" + (
+            ", compiled)" if args.compile else ")"
+        )
+        return (
+            label,
+            lambda b: train_step(model, b, opt, cfg, 99, device),
+            (b for b, _failed in cycle(make_loader)),
+            steps,
+        )
 
     for name, use_cache in (("plain", False), ("cache", True)):
         if name in paths:
@@ -131,15 +156,38 @@ def main() -> None:
                 res[label] = r
             res[label]["rounds"] = every
     ref = next((r["rate"] for k, r in res.items() if k.startswith("reference")), None)
-    rows = [[k, f"{rounds} x {r['steps']}", C.fmt(r["rate"]), f"{r['rate'] / ref:.1f}x" if ref else "-",
-             " ".join(C.fmt(x) for x in r["rounds"])] for k, r in res.items()]
+    rows = [
+        [
+            k,
+            f"{rounds} x {r['steps']}",
+            C.fmt(r["rate"]),
+            f"{r['rate'] / ref:.1f}x" if ref else "-",
+            " ".join(C.fmt(x) for x in r["rounds"]),
+        ]
+        for k, r in res.items()
+    ]
     print(C.machine(device))
-    print(C.table(f"training, {size.name} size ({size.image_size} px, {size.duration:g} s, ResNet-18 width "
-                  f"{size.width}, C={size.embed_dim}), batch {batch}, fnac loader workers {args.workers}, device "
-                  f"{device.type}; best of {rounds} rounds",
-                  ["path", "timed steps", "pairs/s", "vs reference", "each round"], rows))
-    C.write_json(args.json, {"bench": "train", "size": size.name, "device": str(device), "batch": batch,
-                             "workers": args.workers, "machine": C.machine(device), "results": res})
+    print(
+        C.table(
+            f"training, {size.name} size ({size.image_size} px, {size.duration:g} s, ResNet-18 width "
+            f"{size.width}, C={size.embed_dim}), batch {batch}, fnac loader workers {args.workers}, device "
+            f"{device.type}; best of {rounds} rounds",
+            ["path", "timed steps", "pairs/s", "vs reference", "each round"],
+            rows,
+        )
+    )
+    C.write_json(
+        args.json,
+        {
+            "bench": "train",
+            "size": size.name,
+            "device": str(device),
+            "batch": batch,
+            "workers": args.workers,
+            "machine": C.machine(device),
+            "results": res,
+        },
+    )
 
 
 if __name__ == "__main__":

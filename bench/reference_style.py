@@ -7,6 +7,7 @@ and flip) as PIL images, convert to a normalised float tensor; decode the audio 
 (batch 1), each map upsampled, min-max normalised, thresholded at its median and scored with numpy
 (docs/evaluation.md §2-4). Written from those descriptions for this benchmark; not the authors' code.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,9 @@ class RefDataset(torch.utils.data.Dataset):
         if self.train:
             w, h = img.size
             short = int(s * 1.1)
-            img = img.resize((short, int(short * h / w)) if w <= h else (int(short * w / h), short),
-                             Image.Resampling.BICUBIC)
+            img = img.resize(
+                (short, int(short * h / w)) if w <= h else (int(short * w / h), short), Image.Resampling.BICUBIC
+            )
             w, h = img.size
             top, left = random.randint(0, h - s), random.randint(0, w - s)
             img = img.crop((left, top, left + s, top + s))
@@ -79,14 +81,14 @@ class RefDataset(torch.utils.data.Dataset):
         if len(x) < n:
             x = np.tile(x, -(-n // len(x)))
         start = min(int(max(len(x) / sr / 2 - self.duration / 2, 0) * sr), len(x) - n)
-        _, _, s = signal.spectrogram(x[start:start + n], fs=sr, nperseg=512, noverlap=274)
+        _, _, s = signal.spectrogram(x[start : start + n], fs=sr, nperseg=512, noverlap=274)
         s = np.log(s + 1e-7)
         if self.train:  # one band of rows and one of columns, widths 0..9 (the reference's axes)
             f, t = s.shape
             w1, r0 = random.randint(0, 9), random.randrange(t)
             w2, c0 = random.randint(0, 9), random.randrange(f)
-            s[r0:r0 + w1, :] = 0
-            s[:, c0:c0 + w2] = 0
+            s[r0 : r0 + w1, :] = 0
+            s[:, c0 : c0 + w2] = 0
         return torch.from_numpy((s / 12.0).astype(np.float32))[None]  # (1, 257, T)
 
     def __getitem__(self, i: int):
@@ -99,8 +101,7 @@ class RefDataset(torch.utils.data.Dataset):
         return (*out, sid)
 
 
-def train_step(model: torch.nn.Module, batch: tuple, optimizer: torch.optim.Optimizer,
-               device: torch.device) -> float:
+def train_step(model: torch.nn.Module, batch: tuple, optimizer: torch.optim.Optimizer, device: torch.device) -> float:
     """Float32 forward, the FNAC loss (all four terms weighted), backward, Adam step."""
     from fnac.losses import fnac_losses
 
@@ -117,8 +118,9 @@ def train_step(model: torch.nn.Module, batch: tuple, optimizer: torch.optim.Opti
 def score_one(raw: np.ndarray, gt: np.ndarray) -> float:
     """cIoU of one raw (h, w) map under FNAC's protocol: bicubic upsampling (align_corners=False),
     min-max, threshold at sorted(map)[int(224*224*0.5)], consensus IoU with float64 sums."""
-    up = F.interpolate(torch.from_numpy(raw)[None, None], size=gt.shape, mode="bicubic",
-                       align_corners=False)[0, 0].numpy()
+    up = F.interpolate(torch.from_numpy(raw)[None, None], size=gt.shape, mode="bicubic", align_corners=False)[
+        0, 0
+    ].numpy()
     lo, hi = up.min(), up.max()
     m = up if hi == lo else (up - lo) / (hi - lo)
     pred = (m >= np.sort(m.ravel())[int(m.size * 0.5)]).astype(np.float64)

@@ -21,6 +21,7 @@ negatives per sample; --figure draws the difference against that number.
     # experiments/false_negatives.py's diagnostic on one cell's two checkpoints:
     .venv/bin/python experiments/false_negative_sweep.py --diagnose runs/fn_sweep/reference_synth_k4_sh0_s0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -115,8 +116,11 @@ def level_name(k: int, skew: float) -> str:
 
 def cell_name(c: dict) -> str:
     v = float(c.get("variation", 0.0))
-    return (f"{c['recipe']}_{level_name(c['classes'], c['class_skew'])}_sh{c['shortcut']:g}"
-            + (f"_v{v:g}" if v else "") + f"_s{c['seed']}")
+    return (
+        f"{c['recipe']}_{level_name(c['classes'], c['class_skew'])}_sh{c['shortcut']:g}"
+        + (f"_v{v:g}" if v else "")
+        + f"_s{c['seed']}"
+    )
 
 
 def synth_fields(skew: float, shortcut: float, variation: float = 0.0) -> dict:
@@ -141,8 +145,8 @@ def _checkpoint_batch(run_dir: Path) -> int:
 
 
 def run_cell(c: dict, args: argparse.Namespace) -> dict:
-    from fnac.demo import DemoConfig, run_demo
     from fnac import synth
+    from fnac.demo import DemoConfig, run_demo
 
     out = Path(args.out) / cell_name(c)
     size = dict(RECIPE_SIZES.get(c["recipe"], RECIPE_SIZES["small"]))
@@ -154,9 +158,18 @@ def run_cell(c: dict, args: argparse.Namespace) -> dict:
     overrides = list(args.set)
     if c.get("pretrained"):
         overrides.append(f"model.pretrained={c['pretrained']}")
-    dc = DemoConfig(out_dir=str(out), seed=c["seed"], n_train=size["n_train"], n_val=size["n_val"],
-                    n_test=size["n_test"], n_classes=c["classes"], epochs=size["epochs"],
-                    overrides=overrides, config=c["recipe"], synth=extra)
+    dc = DemoConfig(
+        out_dir=str(out),
+        seed=c["seed"],
+        n_train=size["n_train"],
+        n_val=size["n_val"],
+        n_test=size["n_test"],
+        n_classes=c["classes"],
+        epochs=size["epochs"],
+        overrides=overrides,
+        config=c["recipe"],
+        synth=extra,
+    )
     if args.quick:
         dc = dc.shrink()
         dc.n_classes = c["classes"]
@@ -172,11 +185,22 @@ def run_cell(c: dict, args: argparse.Namespace) -> dict:
     if hasattr(synth, "expected_false_negatives"):
         sc = synth.SynthConfig(**json.loads((out / "data" / "synth.json").read_text())["config"])
         expected = float(synth.expected_false_negatives(sc, batch))
-    return {**c, "level": level_name(c["classes"], c["class_skew"]), "overrides": list(args.set),
-            "epochs": dc.epochs, "n_train": dc.n_train, "n_test": dc.n_test, "batch_size": batch,
-            "same_class_negatives": same_class_negatives(list(counts.values()), batch),
-            "expected_false_negatives": expected, "synth": extra, "quick": bool(args.quick),
-            "results": res["results"], "baselines": res["baselines"], "seconds": res["seconds"]}
+    return {
+        **c,
+        "level": level_name(c["classes"], c["class_skew"]),
+        "overrides": list(args.set),
+        "epochs": dc.epochs,
+        "n_train": dc.n_train,
+        "n_test": dc.n_test,
+        "batch_size": batch,
+        "same_class_negatives": same_class_negatives(list(counts.values()), batch),
+        "expected_false_negatives": expected,
+        "synth": extra,
+        "quick": bool(args.quick),
+        "results": res["results"],
+        "baselines": res["baselines"],
+        "seconds": res["seconds"],
+    }
 
 
 def ensure_pretrained(recipe: str, args: argparse.Namespace) -> str:
@@ -196,8 +220,10 @@ def ensure_pretrained(recipe: str, args: argparse.Namespace) -> str:
     if not Path(path).is_file():
         print(f"{path}: missing; pretraining the visual network first", flush=True)
         res = pretrain(pc, path, progress=False)
-        print(f"pretrained: held-out accuracy {100 * res['test_accuracy']:.1f}% "
-              f"(chance {100 * res['chance']:.1f}%)", flush=True)
+        print(
+            f"pretrained: held-out accuracy {100 * res['test_accuracy']:.1f}% (chance {100 * res['chance']:.1f}%)",
+            flush=True,
+        )
     return os.path.abspath(path)
 
 
@@ -219,8 +245,13 @@ def group_rows(rows: list[dict]) -> dict[tuple, list[dict]]:
     (the last)."""
     groups: dict[tuple, dict[int, dict]] = {}
     for r in rows:
-        key = (r["recipe"], float(r["shortcut"]), int(r["classes"]), float(r["class_skew"]),
-               float(r.get("variation", 0.0)))
+        key = (
+            r["recipe"],
+            float(r["shortcut"]),
+            int(r["classes"]),
+            float(r["class_skew"]),
+            float(r.get("variation", 0.0)),
+        )
         groups.setdefault(key, {})[r["seed"]] = r
     return {k: [v[s] for s in sorted(v)] for k, v in sorted(groups.items())}
 
@@ -228,13 +259,21 @@ def group_rows(rows: list[dict]) -> dict[tuple, list[dict]]:
 def cell_stats(cell: list[dict]) -> dict:
     """Per metric (percent): both models' values over seeds and the paired FNAC - EZ-VSL difference."""
     both = [r for r in cell if FNAC in r["results"] and EZVSL in r["results"]]
-    out: dict = {"seeds": len(both), "fn": statistics.mean(r["same_class_negatives"] for r in both) if both else math.nan}
+    out: dict = {
+        "seeds": len(both),
+        "fn": statistics.mean(r["same_class_negatives"] for r in both) if both else math.nan,
+    }
     for m in ("ciou50", "auc"):
         f = [100 * r["results"][FNAC][m] for r in both]
         e = [100 * r["results"][EZVSL][m] for r in both]
-        out[m] = {"fnac": f, "ezvsl": e, "diff": paired_ci(f, e) if both else (math.nan,) * 3,
-                  "baselines": {b: [100 * r["baselines"][b][m] for r in both if b in r.get("baselines", {})]
-                                for b in BASELINES}}
+        out[m] = {
+            "fnac": f,
+            "ezvsl": e,
+            "diff": paired_ci(f, e) if both else (math.nan,) * 3,
+            "baselines": {
+                b: [100 * r["baselines"][b][m] for r in both if b in r.get("baselines", {})] for b in BASELINES
+            },
+        }
     return out
 
 
@@ -242,16 +281,21 @@ def summarise(rows: list[dict]) -> str:
     """Markdown: one line per (recipe, shortcut, level) with mean ± sd over seeds (percent), the paired
     difference FNAC - EZ-VSL with its 95 % t interval, the trivial baselines and the expected same-class
     negatives per sample of the cell's training data."""
-    head = ("| recipe | variation | shortcut | level | same-class negatives / sample | seeds | metric | FNAC | EZ-VSL | "
-            "FNAC - EZ-VSL [95 % CI] | " + " | ".join(BASELINES) + " |")
+    head = (
+        "| recipe | variation | shortcut | level | same-class negatives / sample | seeds | metric | FNAC | EZ-VSL | "
+        "FNAC - EZ-VSL [95 % CI] | " + " | ".join(BASELINES) + " |"
+    )
     lines = [head, "|" + "---|" * (10 + len(BASELINES))]
     for (recipe, shortcut, k, skew, variation), cell in group_rows(rows).items():
         st = cell_stats(cell)
         for m, label in (("ciou50", "cIoU@0.5"), ("auc", "AUC")):
             s = st[m]
-            lines.append(f"| {recipe} | {variation:g} | {shortcut:g} | {level_name(k, skew)} | {st['fn']:.2f} | {st['seeds']} | "
-                         f"{label} | {_ms(s['fnac'])} | {_ms(s['ezvsl'])} | {_ci(s['diff'])} | "
-                         + " | ".join(_ms(s["baselines"][b]) for b in BASELINES) + " |")
+            lines.append(
+                f"| {recipe} | {variation:g} | {shortcut:g} | {level_name(k, skew)} | {st['fn']:.2f} | {st['seeds']} | "
+                f"{label} | {_ms(s['fnac'])} | {_ms(s['ezvsl'])} | {_ci(s['diff'])} | "
+                + " | ".join(_ms(s["baselines"][b]) for b in BASELINES)
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -273,9 +317,18 @@ def plot(rows: list[dict], path: str | Path, metric: str = "ciou50") -> None:
         pts.sort()
         x = [p[0] for p in pts]
         y = [p[1][0] for p in pts]
-        err = [[0 if math.isnan(p[1][1]) else p[1][0] - p[1][1] for p in pts],
-               [0 if math.isnan(p[1][2]) else p[1][2] - p[1][0] for p in pts]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{recipe}, shortcut {shortcut:g}" + (f", variation {variation:g}" if variation else ""))
+        err = [
+            [0 if math.isnan(p[1][1]) else p[1][0] - p[1][1] for p in pts],
+            [0 if math.isnan(p[1][2]) else p[1][2] - p[1][0] for p in pts],
+        ]
+        ax.errorbar(
+            x,
+            y,
+            yerr=err,
+            marker="o",
+            capsize=3,
+            label=f"{recipe}, shortcut {shortcut:g}" + (f", variation {variation:g}" if variation else ""),
+        )
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("same-class negatives per sample (expected, in a training batch)")
     ax.set_ylabel(f"FNAC - EZ-VSL, {'cIoU@0.5' if metric == 'ciou50' else 'AUC'} (points)")
@@ -307,8 +360,20 @@ def diagnose(cell_dir: str, batches: int, split: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ main
 def _child_argv(c: dict, args: argparse.Namespace, row_file: Path) -> list[str]:
-    argv = [sys.executable, os.path.abspath(__file__), "--cell", json.dumps(c), "--out", args.out,
-            "--threads", str(args.threads), "--synth-workers", str(args.synth_workers), "--row-file", str(row_file)]
+    argv = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--cell",
+        json.dumps(c),
+        "--out",
+        args.out,
+        "--threads",
+        str(args.threads),
+        "--synth-workers",
+        str(args.synth_workers),
+        "--row-file",
+        str(row_file),
+    ]
     for o in args.set:
         argv += ["--set", o]
     for name in ("epochs", "n_train"):
@@ -321,18 +386,29 @@ def _child_argv(c: dict, args: argparse.Namespace, row_file: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--levels", nargs="+", default=["20", "10", "4", "2"],
-                   help="false-negative levels: number of classes K, or K@skew (a class_skew)")
+    p.add_argument(
+        "--levels",
+        nargs="+",
+        default=["20", "10", "4", "2"],
+        help="false-negative levels: number of classes K, or K@skew (a class_skew)",
+    )
     p.add_argument("--shortcuts", type=float, nargs="+", default=[0.0, 0.5], help="instance shortcut strengths")
     p.add_argument("--recipes", nargs="+", default=["reference_synth", "small"])
-    p.add_argument("--variation", type=float, default=0.0,
-                   help="within-class variation of every cell's data (fnac synth --variation; 0 = none)")
+    p.add_argument(
+        "--variation",
+        type=float,
+        default=0.0,
+        help="within-class variation of every cell's data (fnac synth --variation; 0 = none)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--epochs", type=int, help="override the recipe's cell size")
     p.add_argument("--n-train", type=int, help="override the recipe's cell size")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every model")
-    p.add_argument("--pretrained", help="weights for pretrained recipes (default: the config's model.pretrained; "
-                                        "made by `fnac pretrain` defaults when missing)")
+    p.add_argument(
+        "--pretrained",
+        help="weights for pretrained recipes (default: the config's model.pretrained; "
+        "made by `fnac pretrain` defaults when missing)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="cells run at once, each in its own process")
     p.add_argument("--threads", type=int, default=0, help="torch threads per cell (0 = torch's default)")
     p.add_argument("--synth-workers", type=int, default=1)
@@ -350,6 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         import torch
+
         torch.set_num_threads(args.threads)
     if args.diagnose:
         print(diagnose(args.diagnose, args.batches, args.split))
@@ -372,8 +449,17 @@ def main(argv: list[str] | None = None) -> None:
                 for sh in args.shortcuts:
                     synth_fields(0.0, sh, args.variation)
                     for seed in args.seeds:
-                        cells.append({"recipe": recipe, "classes": k, "class_skew": skew, "shortcut": sh,
-                                      "variation": args.variation, "seed": seed, "pretrained": weights[recipe]})
+                        cells.append(
+                            {
+                                "recipe": recipe,
+                                "classes": k,
+                                "class_skew": skew,
+                                "shortcut": sh,
+                                "variation": args.variation,
+                                "seed": seed,
+                                "pretrained": weights[recipe],
+                            }
+                        )
     names = {cell_name(r) for r in done}
     todo = [c for c in cells if cell_name(c) not in names]
     t0 = time.monotonic()
@@ -396,8 +482,13 @@ def main(argv: list[str] | None = None) -> None:
             row_file = out / f".row_{cell_name(c)}.json"
             row_file.unlink(missing_ok=True)
             log_file = open(out / f"{cell_name(c)}.log", "w")
-            running.append((subprocess.Popen(_child_argv(c, args, row_file), stdout=log_file,
-                                             stderr=subprocess.STDOUT), row_file, c))
+            running.append(
+                (
+                    subprocess.Popen(_child_argv(c, args, row_file), stdout=log_file, stderr=subprocess.STDOUT),
+                    row_file,
+                    c,
+                )
+            )
         for item in list(running):
             proc, row_file, c = item
             if proc.poll() is None:

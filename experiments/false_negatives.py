@@ -18,6 +18,7 @@ A_a, visual adjacency A_v; rows are samples, softmax over the row as in the loss
     .venv/bin/python experiments/false_negatives.py --data runs/demo/data \\
         --checkpoint FNAC=runs/demo/fnac/best.pt --checkpoint EZ-VSL=runs/demo/ezvsl/best.pt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,8 @@ import torch
 from fnac.checkpoint import checkpoint_config, load_checkpoint
 from fnac.config import DataConfig
 from fnac.data import build_dataset, collate
-from fnac.inputs import model_inputs
 from fnac.errors import DataError
+from fnac.inputs import model_inputs
 from fnac.losses import audio_adjacency, fnac_losses, mil_logits, visual_adjacency
 
 ROWS = [
@@ -139,8 +140,10 @@ def main() -> None:
         name, _, path = item.partition("=")
         res[name] = analyse(path or name, args.data, args.split, args.batch, args.batches, args.seed)
     names = list(res)
-    lines = [f"| {args.split} split, {args.batches} random batches of {args.batch} | " + " | ".join(names) + " |",
-             "|---|" + "---|" * len(names)]
+    lines = [
+        f"| {args.split} split, {args.batches} random batches of {args.batch} | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for label, key in ROWS:
         lines.append(f"| {label} | " + " | ".join(f"{res[n][key]:.3f}" for n in names) + " |")
     print("\n".join(lines))

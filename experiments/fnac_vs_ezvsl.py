@@ -13,6 +13,7 @@ deviation over seeds, with the centre-prior baseline of the same data) is printe
 With --jobs N each cell runs in its own process (N at a time, each with --threads torch threads); with
 --deadline S no new cell starts after S seconds (cells already running finish).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,7 @@ def _fmt(xs: list[float]) -> str:
 
 def summarise(rows: list[dict]) -> str:
     """Markdown table: one line per (tag, classes, method), mean ± sd over the seeds, in percent."""
-    lines = ["| config | classes | method | seeds | cIoU@0.5 | AUC | mean cIoU |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| config | classes | method | seeds | cIoU@0.5 | AUC | mean cIoU |", "|---|---|---|---|---|---|---|"]
     groups = sorted({(r.get("tag", ""), r["classes"]) for r in rows})
     for tag, k in groups:
         cell = [r for r in rows if r.get("tag", "") == tag and r["classes"] == k]
@@ -66,15 +66,38 @@ def run_cell(k: int, seed: int, args: argparse.Namespace) -> dict:
         dc.n_classes = k
     res = run_demo(dc, workers=args.synth_workers)
     print(res["table"], flush=True)
-    return {"classes": k, "seed": seed, "tag": args.tag, "overrides": list(args.set), "epochs": dc.epochs,
-            "n_train": dc.n_train, "results": res["results"], "baselines": res["baselines"],
-            "seconds": res["seconds"]}
+    return {
+        "classes": k,
+        "seed": seed,
+        "tag": args.tag,
+        "overrides": list(args.set),
+        "epochs": dc.epochs,
+        "n_train": dc.n_train,
+        "results": res["results"],
+        "baselines": res["baselines"],
+        "seconds": res["seconds"],
+    }
 
 
 def _child_argv(k: int, seed: int, args: argparse.Namespace, row_file: Path) -> list[str]:
-    argv = [sys.executable, os.path.abspath(__file__), "--classes", str(k), "--seeds", str(seed),
-            "--out", args.out, "--tag", args.tag, "--threads", str(args.threads),
-            "--synth-workers", str(args.synth_workers), "--row-file", str(row_file)]
+    argv = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--classes",
+        str(k),
+        "--seeds",
+        str(seed),
+        "--out",
+        args.out,
+        "--tag",
+        args.tag,
+        "--threads",
+        str(args.threads),
+        "--synth-workers",
+        str(args.synth_workers),
+        "--row-file",
+        str(row_file),
+    ]
     for o in args.set:
         argv += ["--set", o]
     if args.epochs:
@@ -92,8 +115,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--n-train", type=int, default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for both models (repeatable); give the variant a --tag")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both models (repeatable); give the variant a --tag",
+    )
     p.add_argument("--tag", default="", help="name of this config variant in results and folder names")
     p.add_argument("--jobs", type=int, default=1, help="cells run at once, each in its own process")
     p.add_argument("--threads", type=int, default=0, help="torch threads per cell (0 = torch's default)")
@@ -106,6 +134,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         import torch
+
         torch.set_num_threads(args.threads)
     if args.row_file:
         row = run_cell(args.classes[0], args.seeds[0], args)
@@ -160,8 +189,9 @@ def main() -> None:
                 print(f"cell classes={k} seed={s} FAILED (exit {proc.returncode}; see its .log)", flush=True)
         if running:
             time.sleep(1.0)
-    rows = [r for r in done if r["classes"] in args.classes and r["seed"] in args.seeds
-            and r.get("tag", "") == args.tag]
+    rows = [
+        r for r in done if r["classes"] in args.classes and r["seed"] in args.seeds and r.get("tag", "") == args.tag
+    ]
     if rows:
         table = summarise(rows)
         (out / (f"summary_{args.tag}.md" if args.tag else "summary.md")).write_text(table + "\n")

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny synthetic benchmark generated once per test session."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,9 @@ def tiny_synth(tmp_path_factory):
     from fnac.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("synth")
-    cfg = SynthConfig(seed=3, n_train=48, n_val=16, n_test=16, n_classes=4, image_size=64,
-                      duration=1.0, n_clips=1, clip_seconds=2.0)
+    cfg = SynthConfig(
+        seed=3, n_train=48, n_val=16, n_test=16, n_classes=4, image_size=64, duration=1.0, n_clips=1, clip_seconds=2.0
+    )
     generate(root, cfg, progress=False)
     return root
 

@@ -1,4 +1,5 @@
 """audio: spectrogram against scipy, centred window against hand indices, masks, model input."""
+
 from __future__ import annotations
 
 import numpy as np

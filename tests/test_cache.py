@@ -6,6 +6,7 @@ tested against Pillow and scipy in test_data_vggss.py); the vectorised masks are
 slicing loop. Frames are non-square and of several sizes so that the stored training form (shorter
 side resized) and the random crops are exercised along both axes.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,12 @@ def _write(root: Path, sid: str, k: int, seconds: float = 1.0, sr: int = SR, sub
     (root / "frames").mkdir(parents=True, exist_ok=True)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "frames" / f"{sid}.jpg", quality=90)
-    sf.write(str(root / "audio" / f"{sid}.wav"), rng.uniform(-0.5, 0.5, int(sr * seconds)).astype(np.float32), sr,
-             subtype=subtype)
+    sf.write(
+        str(root / "audio" / f"{sid}.wav"),
+        rng.uniform(-0.5, 0.5, int(sr * seconds)).astype(np.float32),
+        sr,
+        subtype=subtype,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +74,37 @@ def root(tmp_path_factory) -> Path:
 
 
 def _cfg(root: Path, *extra: str):
-    return load_config(resolve_config_path("small"), [f"data.root={root}", "data.image_size=64",
-                                                       "data.audio_duration=0.5", "data.num_workers=0",
-                                                       "data.spec_mask=reference", *extra])
+    return load_config(
+        resolve_config_path("small"),
+        [
+            f"data.root={root}",
+            "data.image_size=64",
+            "data.audio_duration=0.5",
+            "data.num_workers=0",
+            "data.spec_mask=reference",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
 def cache_dir(root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cache") / "c"
-    code = main(["cache", "--out", str(out), "--config", "small", f"data.root={root}", "data.image_size=64",
-                 "data.audio_duration=0.5", "--shard-size", "5", "--no-progress"])
+    code = main(
+        [
+            "cache",
+            "--out",
+            str(out),
+            "--config",
+            "small",
+            f"data.root={root}",
+            "data.image_size=64",
+            "data.audio_duration=0.5",
+            "--shard-size",
+            "5",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return out
 
@@ -159,9 +185,9 @@ def test_masks_vectorised_equal_a_slicing_loop():
     ref = x.clone()
     for b, (wr, r0, wc, c0) in enumerate(params.tolist()):
         if wr > 0:
-            ref[b, r0:r0 + wr, :] = 0
+            ref[b, r0 : r0 + wr, :] = 0
         if wc > 0:
-            ref[b, :, c0:c0 + wc] = 0
+            ref[b, :, c0 : c0 + wc] = 0
     out = apply_mask_params(x, params)
     assert torch.equal(out, ref)
     assert int((out[3] == 0).sum()) == 0 and int((out[2] == 0).sum()) == 5 * 30  # rows 252..256 only
@@ -226,12 +252,38 @@ def test_fit_from_the_cache_is_the_plain_run(root, tmp_path, monkeypatch):
     from fnac import media, vision
     from fnac.train import fit
 
-    over = ["data.train_list=" + str(root / "train_clean.txt"), "model.width=8", "model.embed_dim=16",
-            "train.batch_size=4", "train.epochs=1", "train.progress=false", "train.log_every=1",
-            "loss.warmup_epochs=0", "train.device=cpu"]
+    over = [
+        "data.train_list=" + str(root / "train_clean.txt"),
+        "model.width=8",
+        "model.embed_dim=16",
+        "train.batch_size=4",
+        "train.epochs=1",
+        "train.progress=false",
+        "train.log_every=1",
+        "loss.warmup_epochs=0",
+        "train.device=cpu",
+    ]
     cache = tmp_path / "cache"
-    assert main(["cache", "--out", str(cache), "--config", "small", f"data.root={root}", "data.image_size=64",
-                 "data.audio_duration=0.5", *over[:1], "--splits", "train", "val", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "cache",
+                "--out",
+                str(cache),
+                "--config",
+                "small",
+                f"data.root={root}",
+                "data.image_size=64",
+                "data.audio_duration=0.5",
+                *over[:1],
+                "--splits",
+                "train",
+                "val",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     fit(_cfg(root, *over, f"train.out_dir={tmp_path / 'plain'}"))
 
     def refuse(*a, **k):
@@ -274,8 +326,9 @@ def test_gpu_options_on_cpu(root, cache_dir):
     with torch.no_grad():
         ref = {k: float(v) for k, v in compute_terms(model, batch, cfg, cpu).items()}
         cfg.train.channels_last = True
-        cl = {k: float(v) for k, v in compute_terms(model.to(memory_format=torch.channels_last), batch, cfg,
-                                                    cpu).items()}
+        cl = {
+            k: float(v) for k, v in compute_terms(model.to(memory_format=torch.channels_last), batch, cfg, cpu).items()
+        }
         cfg.train.channels_last = False
         model = model.to(memory_format=torch.contiguous_format)  # .to() converted it in place
         cfg.train.amp = "bf16"
@@ -313,8 +366,9 @@ def test_overlays_from_unfinished_cached_samples_equal_the_plain_layouts(root, c
     torch.manual_seed(0)
     model = FNAC(_cfg(root).model, load_pretrained=False).eval()
     cached, plain = _pair(root, cache_dir, "test", False)
-    res = evaluate_model(model, plain, Protocol(), batch_size=4, device="cpu", num_workers=0, baselines=False,
-                         progress=False)
+    res = evaluate_model(
+        model, plain, Protocol(), batch_size=4, device="cpu", num_workers=0, baselines=False, progress=False
+    )
     cached.prepare_for("cuda")  # what evaluation on a GPU does: samples are finished on the device
     assert cached[0]["image"].dtype == torch.uint8
     a = write_overlays(model, plain, res, tmp_path / "plain", 2, torch.device("cpu"))

@@ -1,5 +1,6 @@
 """fnac.cli: a command module that fails to import is an error, never a command silently missing from
 `fnac --help`; `fnac cache` skips a split without an id list by the error's type, not its wording."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """The config tree catches mistakes where they are made: every fixed-choice field is checked when the
 config loads (YAML or override), naming the key and the allowed values; built-in names load by name."""
+
 import pytest
 
 from fnac.config import load_config

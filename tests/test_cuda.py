@@ -8,6 +8,7 @@
 (3) A short fit on the GPU with bf16 autocast and channels-last trains, logs finite losses, and its
     checkpoint loads on the CPU and evaluates to the numbers it had on the GPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,10 @@ def test_loss_terms_on_gpu_equal_cpu(tiny_synth, tmp_path, no_tf32):
 
 
 def test_gpu_scoring_equals_numpy_scoring(tiny_synth):
-    cfg = load_config(resolve_config_path("small"), [f"data.root={tiny_synth}", "data.image_size=64",
-                                                     "model.width=8", "model.embed_dim=16"])
+    cfg = load_config(
+        resolve_config_path("small"),
+        [f"data.root={tiny_synth}", "data.image_size=64", "model.width=8", "model.embed_dim=16"],
+    )
     torch.manual_seed(1)
     model = FNAC(cfg.model).eval().to("cuda")
     ds = build_dataset(cfg.data, "test", train=False)
@@ -77,8 +80,7 @@ def test_gpu_scoring_equals_numpy_scoring(tiny_synth):
 
 def test_fit_on_gpu_bf16_channels_last_and_load_on_cpu(tiny_synth, tmp_path):
     out = tmp_path / "run"
-    cfg = _cfg(tiny_synth, out, ["train.device=cuda", "train.amp=bf16", "train.channels_last=true",
-                                 "train.epochs=2"])
+    cfg = _cfg(tiny_synth, out, ["train.device=cuda", "train.amp=bf16", "train.channels_last=true", "train.epochs=2"])
     fit(cfg)
     recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in recs if r["kind"] == "step"]
@@ -87,8 +89,7 @@ def test_fit_on_gpu_bf16_channels_last_and_load_on_cpu(tiny_synth, tmp_path):
     model = load_checkpoint(out / "latest.pt", torch.device("cpu"))
     assert next(model.parameters()).device.type == "cpu"
     val = build_dataset(cfg.data, "val", train=False)
-    on_cpu = evaluate_model(model, val, Protocol(), batch_size=8, device="cpu", progress=False,
-                            baselines=False)
+    on_cpu = evaluate_model(model, val, Protocol(), batch_size=8, device="cpu", progress=False, baselines=False)
     # the logged validation ran on the GPU in float32 eval mode; the CPU's maps may differ in the last
     # bits (TF32 convolutions on the GPU), so compare the mean cIoU loosely and the sample count exactly
     assert last["val_n"] == len(on_cpu.per_sample)

@@ -3,6 +3,7 @@
 AVSBench: 5 samples per video, frame i's audio window centred on i - 0.5 s (checked against scipy on
 the hand-computed window), masks resized with nearest neighbour (checked against np.kron).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,9 @@ def small_mask(seed: int, values=(0, 255)) -> np.ndarray:
 def s4(tmp_path_factory) -> Path:
     r = tmp_path_factory.mktemp("s4")
     rows = [("vidA", 0, "dog", "test"), ("vidB", 3, "car", "test"), ("vidC", 0, "dog", "train")]
-    (r / "s4_meta_data.csv").write_text("name,start time,category,split\n" +
-                                        "".join(f"{n},{s},{c},{sp}\n" for n, s, c, sp in rows))
+    (r / "s4_meta_data.csv").write_text(
+        "name,start time,category,split\n" + "".join(f"{n},{s},{c},{sp}\n" for n, s, c, sp in rows)
+    )
     d = r / "s4_data"
     for v, (name, _, cat, split) in enumerate(rows):
         wav(d / "audio_wav" / split / cat / f"{name}.wav", noise(v, 5.0))
@@ -84,7 +86,7 @@ def test_s4_per_frame_samples_windows_and_masks(s4):
         i = k + 1
         assert s["id"] == f"vidA_{i}"
         a = int(starts[i] * SR)
-        np.testing.assert_allclose(s["spec"].numpy(), spec_of(x[a:a + 2 * SR]), atol=2e-4)
+        np.testing.assert_allclose(s["spec"].numpy(), spec_of(x[a : a + 2 * SR]), atol=2e-4)
         expect = np.kron(small_mask(i) > 0, np.ones((4, 4))).astype(np.float32)  # 56 -> 224 nearest
         np.testing.assert_array_equal(s["mask"].numpy(), expect)
         np.testing.assert_array_equal(s["gt_map"].numpy(), expect)
@@ -135,11 +137,17 @@ def make_extended_vggss(root: Path) -> tuple[list[str], list[str]]:
     png(root / "extend_frames" / f"{neg[0]}.jpg", frame(9))
     wav(root / "extend_audio" / f"{neg[0]}.wav", noise(9, 3.0))
     (root / "test.txt").write_text("\n".join(pos) + "\n")
-    (root / "vggss.json").write_text(json.dumps(
-        [{"file": pos[0], "class": "c", "bbox": [[0.0, 0.0, 0.5, 0.5]]},
-         {"file": pos[1], "class": "c", "bbox": [[0.5, 0.5, 1.0, 1.0]]}]))
+    (root / "vggss.json").write_text(
+        json.dumps(
+            [
+                {"file": pos[0], "class": "c", "bbox": [[0.0, 0.0, 0.5, 0.5]]},
+                {"file": pos[1], "class": "c", "bbox": [[0.5, 0.5, 1.0, 1.0]]},
+            ]
+        )
+    )
     (root / "vggss_test_plus_silent.csv").write_text(
-        "video,audio,label\n" + "".join(f"{i},{i},non-sounding\n" for i in neg))
+        "video,audio,label\n" + "".join(f"{i},{i},non-sounding\n" for i in neg)
+    )
     return pos, neg
 
 

@@ -2,6 +2,7 @@
 
 Expected counts are hand-counted from the fixture below.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ def root(tmp_path) -> Path:
     (tmp_path / "frames" / "r2_000012.jpg").write_bytes(b"")  # empty file
     (tmp_path / "test.txt").write_text("\n".join(TEST) + "\n")
     (tmp_path / "train.txt").write_text("\n".join(TRAIN) + "\n")
-    (tmp_path / "annotations.json").write_text(json.dumps(
-        [{"file": i, "class": "c", "bbox": b} for i, b in BOXES.items()]))
+    (tmp_path / "annotations.json").write_text(
+        json.dumps([{"file": i, "class": "c", "bbox": b} for i, b in BOXES.items()])
+    )
     return tmp_path
 
 
@@ -102,9 +104,24 @@ def test_overlap_file_feeds_exclude_list(root, tmp_path_factory):
 
 def test_cli_json_and_write_overlap(root, tmp_path_factory, capsys):
     d = tmp_path_factory.mktemp("cli")
-    rc = main(["data", "check", f"data.root={root}", "--split", "test", "--json", str(d / "r.json"),
-               "--train-list", str(root / "train.txt"), "--test-list", str(root / "test.txt"),
-               "--write-overlap", str(d / "overlap.txt"), "--no-progress"])
+    rc = main(
+        [
+            "data",
+            "check",
+            f"data.root={root}",
+            "--split",
+            "test",
+            "--json",
+            str(d / "r.json"),
+            "--train-list",
+            str(root / "train.txt"),
+            "--test-list",
+            str(root / "test.txt"),
+            "--write-overlap",
+            str(d / "overlap.txt"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "no valid box" in printed and "2 of 7 test ids" in printed
@@ -137,8 +154,9 @@ def test_data_split_cli(root, tmp_path_factory, capsys):
 def test_annotation_file_is_checked_without_any_media(tmp_path, capsys):
     """All entries of the annotation file count, not only those whose media are present."""
     (tmp_path / "test.txt").write_text("\n".join(TEST) + "\n")
-    (tmp_path / "annotations.json").write_text(json.dumps(
-        [{"file": i, "class": "c", "bbox": b} for i, b in BOXES.items()]))
+    (tmp_path / "annotations.json").write_text(
+        json.dumps([{"file": i, "class": "c", "bbox": b} for i, b in BOXES.items()])
+    )
     r = check_dataset(DataConfig(root=str(tmp_path)))
     a = r["annotations"]  # hand-counted from BOXES
     assert a["file"] == str(tmp_path / "annotations.json")
@@ -154,10 +172,15 @@ def test_annotation_file_is_checked_without_any_media(tmp_path, capsys):
 
 def test_annotation_file_alone_with_no_id_lists(tmp_path, capsys):
     ann = tmp_path / "vggss.json"
-    ann.write_text(json.dumps([{"file": "a_000001.jpg", "class": "c", "bbox": [[0.5, 0.2, 0.4, 0.9]]},
-                               {"file": "b_000002", "class": "c", "bbox": [[0.1, 0.1, 0.9, 0.9]]}]))
-    assert main(["data", "check", f"data.root={tmp_path / 'nothing'}", f"data.annotations={ann}",
-                 "--no-progress"]) == 0
+    ann.write_text(
+        json.dumps(
+            [
+                {"file": "a_000001.jpg", "class": "c", "bbox": [[0.5, 0.2, 0.4, 0.9]]},
+                {"file": "b_000002", "class": "c", "bbox": [[0.1, 0.1, 0.9, 0.9]]},
+            ]
+        )
+    )
+    assert main(["data", "check", f"data.root={tmp_path / 'nothing'}", f"data.annotations={ann}", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "2 entries, 2 boxes, 1 degenerate, 0 outside the frame, 1 with no valid box" in out
     assert "a_000001: [0.5, 0.2, 0.4, 0.9]" in out

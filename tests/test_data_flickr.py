@@ -4,6 +4,7 @@ flickr_test.csv, and SLAVC's Extended Flickr (non-sounding pairs).
 Expected consensus maps are drawn by hand from docs/evaluation.md §1 (int(224 v / 256), sum of
 boxes, min(sum / 2, 1)); spectrograms come from scipy.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -33,8 +34,11 @@ def xml_text(annotators) -> str:
     for boxes in annotators:
         parts.append("<object>")
         for b in boxes:
-            parts.append("<bbox><label>thing</label>" + "".join(
-                f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), b)) + "</bbox>")
+            parts.append(
+                "<bbox><label>thing</label>"
+                + "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), b))
+                + "</bbox>"
+            )
         parts.append("</object>")
     return "".join(parts + ["</annotation>"])
 
@@ -128,8 +132,9 @@ def test_annotation_folder_from_config_and_missing_xml(flat, tmp_path_factory):
 
 
 def test_malformed_xml_fails_loudly(flat):
-    (flat / "Annotations" / f"{IDS[0]}.xml").write_text("<annotation><object><bbox><xmin>1</xmin></bbox>"
-                                                         "</object></annotation>")
+    (flat / "Annotations" / f"{IDS[0]}.xml").write_text(
+        "<annotation><object><bbox><xmin>1</xmin></bbox></object></annotation>"
+    )
     with pytest.raises(DataError, match=f"{IDS[0]}.xml"):
         build_dataset(DataConfig(dataset="flickr", root=str(flat)), "test", train=False)
 
@@ -150,7 +155,8 @@ def test_training_layout_frames_audio(tmp_path):
 def test_extended_flickr_negatives(flat):
     (flat / "flickr_test_plus_silent.csv").write_text(
         f"video,audio,label\n{IDS[0]},{IDS[1]},non-sounding\n{IDS[1]},{IDS[0]},non-sounding\n"
-        f"{IDS[1]},{IDS[2]},non-sounding\n")
+        f"{IDS[1]},{IDS[2]},non-sounding\n"
+    )
     cfg = DataConfig(dataset="extended_flickr", root=str(flat), image_size=16)
     ds = build_dataset(cfg, "test", train=False)
     neg = [f"{IDS[0]}+{IDS[1]}", f"{IDS[1]}+{IDS[0]}", f"{IDS[1]}+{IDS[2]}"]
@@ -173,5 +179,8 @@ def test_extended_csv_header_is_checked(flat):
     with pytest.raises(DataError, match="video,audio,label"):
         build_dataset(DataConfig(dataset="extended_flickr", root=str(flat)), "test", train=False)
     with pytest.raises(DataError, match="extended test list"):
-        build_dataset(DataConfig(dataset="extended_flickr", root=str(flat),
-                                 extended_list=str(flat / "none.csv")), "test", train=False)
+        build_dataset(
+            DataConfig(dataset="extended_flickr", root=str(flat), extended_list=str(flat / "none.csv")),
+            "test",
+            train=False,
+        )

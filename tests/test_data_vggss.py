@@ -4,6 +4,7 @@ Fixtures are written here in the real formats (docs/datasets.md): frames/<id>.jp
 (16 kHz), id lists (.txt, .csv with header), vggss.json. Expected tensors come from independent code:
 Pillow + hand normalisation for images, scipy.signal.spectrogram for audio, numpy slicing for boxes.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,7 @@ def expected_image(path: Path, size: int) -> np.ndarray:
 
 
 def expected_spec(x: np.ndarray, start_s: float, duration: float) -> np.ndarray:
-    w = x[int(start_s * SR): int(start_s * SR) + int(duration * SR)].astype(np.float64)
+    w = x[int(start_s * SR) : int(start_s * SR) + int(duration * SR)].astype(np.float64)
     _, _, s = signal.spectrogram(w, fs=SR, nperseg=512, noverlap=274)
     return np.log(s + 1e-7)[None] / 12.0  # (1, 257, T)
 
@@ -56,7 +57,7 @@ def hand_vggss_map(boxes) -> np.ndarray:
     gt = np.zeros((224, 224))
     for x1, y1, x2, y2 in boxes:
         c = [int(224 * min(max(v, 0.0), 1.0)) for v in (x1, y1, x2, y2)]
-        gt[c[1]:c[3], c[0]:c[2]] = 1
+        gt[c[1] : c[3], c[0] : c[2]] = 1
     return gt
 
 
@@ -167,8 +168,9 @@ def test_train_augmentation_is_deterministic_per_seed_epoch_index(root):
     before = [a[k] for k in range(len(a))]
     a.set_epoch(1)
     after = [a[k] for k in range(len(a))]
-    assert any(not torch.equal(x["image"], y["image"]) or not torch.equal(x["spec"], y["spec"])
-               for x, y in zip(before, after))
+    assert any(
+        not torch.equal(x["image"], y["image"]) or not torch.equal(x["spec"], y["spec"]) for x, y in zip(before, after)
+    )
     # training images are crops of the 1.1x resized image, not the test resize
     test_like = torch.from_numpy(expected_image(root / "frames" / "aaaaaaaaaaa_000010.jpg", 32)).float()
     assert before[0]["image"].shape == (3, 32, 32) and not torch.allclose(before[0]["image"], test_like, atol=1e-3)

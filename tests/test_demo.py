@@ -1,4 +1,5 @@
 """The demo end to end in its quick form (numbers meaningless; the pipeline and outputs are checked)."""
+
 import json
 
 import pytest
@@ -42,7 +43,13 @@ def test_demo_config_recipe_and_synth_fields_pass_through():
     assert dc.config == "small" and dc.synth == {}
     sc = synth_config(dc, 128)
     assert (sc.n_train, sc.n_classes, sc.image_size, sc.duration, sc.min_distractors, sc.max_distractors) == (
-        2048, 10, 128, 1.0, 1, 1)
+        2048,
+        10,
+        128,
+        1.0,
+        1,
+        1,
+    )
     dc = DemoConfig(config="reference_synth", synth={"noise_level": 0.1, "clutter": 3}).shrink()
     assert dc.config == "reference_synth" and dc.quick
     sc = synth_config(dc, 64)

@@ -10,6 +10,7 @@ instead of B, different dropout masks), so the forward runs in eval mode: BatchN
 statistics and dropout is off, and the comparison isolates the gather and its backward. All four loss
 terms carry weight (100 each, as after the warm-up), so every path of the loss is compared.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ def _setup() -> tuple[Config, dict]:
     cfg.model = ModelConfig(width=8, embed_dim=16)
     cfg.loss.gather = True
     g = torch.Generator().manual_seed(7)
-    batch = {"image": torch.randn(B, 3, 64, 64, generator=g), "spec": torch.randn(B, 1, 257, 20, generator=g),
-             "id": [f"s{i}" for i in range(B)]}
+    batch = {
+        "image": torch.randn(B, 3, 64, 64, generator=g),
+        "spec": torch.randn(B, 1, 257, 20, generator=g),
+        "id": [f"s{i}" for i in range(B)],
+    }
     return cfg, batch
 
 
@@ -60,8 +64,11 @@ def _loss_and_grads(model: torch.nn.Module, core: torch.nn.Module, batch: dict, 
     terms = compute_terms(model, batch, cfg, torch.device("cpu"))
     total = weighted_total(terms, WEIGHTS)
     total.backward()
-    return {"terms": {k: float(v.detach()) for k, v in terms.items()}, "total": float(total.detach()),
-            "grads": {n: p.grad.detach().clone() for n, p in core.named_parameters()}}
+    return {
+        "terms": {k: float(v.detach()) for k, v in terms.items()},
+        "total": float(total.detach()),
+        "grads": {n: p.grad.detach().clone() for n, p in core.named_parameters()},
+    }
 
 
 def _gather_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -72,8 +79,11 @@ def _gather_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     try:
         cfg, batch = _setup()
         n = B // world
-        local = {"image": batch["image"][rank * n:(rank + 1) * n], "spec": batch["spec"][rank * n:(rank + 1) * n],
-                 "id": batch["id"][rank * n:(rank + 1) * n]}
+        local = {
+            "image": batch["image"][rank * n : (rank + 1) * n],
+            "spec": batch["spec"][rank * n : (rank + 1) * n],
+            "id": batch["id"][rank * n : (rank + 1) * n],
+        }
         core = _model(cfg)
         ddp = torch.nn.parallel.DistributedDataParallel(core)
         res = _loss_and_grads(ddp, core, local, cfg)
@@ -111,8 +121,20 @@ def test_gathered_loss_and_gradients_match_one_process(tmp_path):
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "fnac", "train", "--config", "small", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "fnac",
+        "train",
+        "--config",
+        "small",
+        *args,
+    ]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -124,8 +146,7 @@ def _records(out: Path) -> list[dict]:
 def test_fit_under_torchrun_writes_once_and_resumes(tiny_synth, tmp_path):
     from fnac.checkpoint import read_checkpoint
 
-    base = tiny_overrides(tiny_synth, tmp_path / "run") + ["train.device=cpu", "loss.gather=true",
-                                                           "train.log_every=1"]
+    base = tiny_overrides(tiny_synth, tmp_path / "run") + ["train.device=cpu", "loss.gather=true", "train.log_every=1"]
     r = _torchrun(base + ["train.epochs=1"], tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = tmp_path / "run"
@@ -138,8 +159,13 @@ def test_fit_under_torchrun_writes_once_and_resumes(tiny_synth, tmp_path):
     ck = read_checkpoint(out / "latest.pt")
     assert ck["epoch"] == 1 and ck["world_size"] == 2 and ck["step"] == 6
     assert (out / "best.pt").is_file()
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
-        ["best.pt", "config.yaml", "curves.png", "latest.pt", "log.jsonl"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "best.pt",
+        "config.yaml",
+        "curves.png",
+        "latest.pt",
+        "log.jsonl",
+    ]
 
     r = _torchrun(base + ["train.epochs=2", "--resume"], tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

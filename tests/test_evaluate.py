@@ -1,5 +1,6 @@
 """evaluate_model against an independent per-sample computation, and on each kind of benchmark
 (localization, extended SLAVC sets, AVSBench segmentation), through the library and `fnac eval`."""
+
 import numpy as np
 import pytest
 import torch
@@ -72,8 +73,21 @@ def test_extended_set_reports_ap_f1_locacc_and_missing(tmp_path, capsys):
     cfg = Config()
     cfg.model = ModelConfig(width=8, embed_dim=16)
     save_checkpoint(tmp_path / "m.pt", tiny_model(), cfg)
-    assert main(["eval", "--checkpoint", str(tmp_path / "m.pt"), "--workers", "0", "data.dataset=extended_vggss",
-                 f"data.root={tmp_path}", "data.image_size=64"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "m.pt"),
+                "--workers",
+                "0",
+                "data.dataset=extended_vggss",
+                f"data.root={tmp_path}",
+                "data.image_size=64",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "3 evaluated of 4 listed" in out and "AP" in out and "max-F1" in out and neg[1] in out
 
@@ -123,8 +137,16 @@ def test_row_name_comes_from_the_checkpoint(tmp_path):
     assert model_label(early) == "FNAC (warm-up only: 2 of 3 warm-up epochs)"
     assert model_label(_tiny_checkpoint(tmp_path / "ez.pt", tmp_path, (0.0, 0.0, 0.0), epoch=1, warmup=3)) == "EZ-VSL"
     # the authors' format holds no config: say what can be known
-    torch.save({"model": {f"module.{k}": v for k, v in tiny_model().state_dict().items()}, "epoch": 20,
-                "best_cIoU": 0.4, "best_Auc": 0.4, "optimizer": {}}, tmp_path / "fnac_vggss144k.pth")
+    torch.save(
+        {
+            "model": {f"module.{k}": v for k, v in tiny_model().state_dict().items()},
+            "epoch": 20,
+            "best_cIoU": 0.4,
+            "best_Auc": 0.4,
+            "optimizer": {},
+        },
+        tmp_path / "fnac_vggss144k.pth",
+    )
     assert model_label(tmp_path / "fnac_vggss144k.pth") == "FNAC or EZ-VSL (authors' checkpoint fnac_vggss144k.pth)"
     # exported folders (fnac export) keep what their source said
     from fnac.export import export_checkpoint

@@ -1,4 +1,5 @@
 """The analysis script experiments/false_negatives.py on a batch whose numbers are worked out by hand."""
+
 import importlib.util
 import math
 from pathlib import Path
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 _spec = importlib.util.spec_from_file_location(
-    "false_negatives", Path(__file__).resolve().parents[1] / "experiments" / "false_negatives.py")
+    "false_negatives", Path(__file__).resolve().parents[1] / "experiments" / "false_negatives.py"
+)
 fn = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fn)
 
@@ -45,8 +47,26 @@ def test_sweep_runs_cells_in_parallel_and_continues(tmp_path):
     import sys
 
     script = Path(__file__).resolve().parents[1] / "experiments" / "fnac_vs_ezvsl.py"
-    argv = [sys.executable, str(script), "--quick", "--classes", "4", "--seeds", "0", "1", "--jobs", "2",
-            "--threads", "1", "--tag", "t", "--set", "model.tau=0.05", "--out", str(tmp_path)]
+    argv = [
+        sys.executable,
+        str(script),
+        "--quick",
+        "--classes",
+        "4",
+        "--seeds",
+        "0",
+        "1",
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--tag",
+        "t",
+        "--set",
+        "model.tau=0.05",
+        "--out",
+        str(tmp_path),
+    ]
     first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
@@ -61,7 +81,8 @@ def test_sweep_runs_cells_in_parallel_and_continues(tmp_path):
 
 
 _sspec = importlib.util.spec_from_file_location(
-    "false_negative_sweep", Path(__file__).resolve().parents[1] / "experiments" / "false_negative_sweep.py")
+    "false_negative_sweep", Path(__file__).resolve().parents[1] / "experiments" / "false_negative_sweep.py"
+)
 sweep = importlib.util.module_from_spec(_sspec)
 _sspec.loader.exec_module(sweep)
 
@@ -94,13 +115,23 @@ def test_same_class_negatives_by_hand():
 def _row(recipe, k, seed, f, e, prior=0.15, fn=1.5):
     res = {sweep.FNAC: {"ciou50": f, "auc": f + 0.2}, sweep.EZVSL: {"ciou50": e, "auc": e + 0.2}}
     base = {b: {"ciou50": prior, "auc": prior + 0.2} for b in sweep.BASELINES}
-    return {"recipe": recipe, "classes": k, "class_skew": 0.0, "shortcut": 0.0, "seed": seed, "results": res,
-            "baselines": base, "same_class_negatives": fn}
+    return {
+        "recipe": recipe,
+        "classes": k,
+        "class_skew": 0.0,
+        "shortcut": 0.0,
+        "seed": seed,
+        "results": res,
+        "baselines": base,
+        "same_class_negatives": fn,
+    }
 
 
 def test_summary_and_figure_on_fabricated_rows(tmp_path):
-    rows = [_row("small", 4, s, f, e, fn=fn) for s, f, e, fn in
-            ((0, 0.30, 0.28, 3.0), (1, 0.33, 0.30, 4.0), (2, 0.36, 0.32, 5.0))]
+    rows = [
+        _row("small", 4, s, f, e, fn=fn)
+        for s, f, e, fn in ((0, 0.30, 0.28, 3.0), (1, 0.33, 0.30, 4.0), (2, 0.36, 0.32, 5.0))
+    ]
     rows += [_row("reference_synth", 10, 0, 0.25, 0.27, fn=1.5)]
     rows += [_row("small", 4, 2, 0.36, 0.32, fn=5.0)]  # a repeated seed counts once
     text = sweep.summarise(rows)
@@ -127,9 +158,28 @@ def test_false_negative_sweep_quick_end_to_end(tmp_path):
     import sys
 
     script = Path(__file__).resolve().parents[1] / "experiments" / "false_negative_sweep.py"
-    argv = [sys.executable, str(script), "--quick", "--levels", "4", "--shortcuts", "0", "--seeds", "0",
-            "--recipes", "reference_synth", "small", "--jobs", "2", "--threads", "1", "--out", str(tmp_path),
-            "--figure", str(tmp_path / "fn.png")]
+    argv = [
+        sys.executable,
+        str(script),
+        "--quick",
+        "--levels",
+        "4",
+        "--shortcuts",
+        "0",
+        "--seeds",
+        "0",
+        "--recipes",
+        "reference_synth",
+        "small",
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--figure",
+        str(tmp_path / "fn.png"),
+    ]
     first = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
@@ -145,7 +195,11 @@ def test_false_negative_sweep_quick_end_to_end(tmp_path):
     assert (tmp_path / "fn.png").is_file()
     again = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "done (" not in again.stdout
-    diag = subprocess.run([sys.executable, str(script), "--diagnose", str(ref), "--batches", "3"],
-                          capture_output=True, text=True, timeout=300)
+    diag = subprocess.run(
+        [sys.executable, str(script), "--diagnose", str(ref), "--batches", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert diag.returncode == 0, diag.stderr[-2000:]
     assert "same-class negatives per sample" in diag.stdout and "batches of 16" in diag.stdout

@@ -1,6 +1,7 @@
 """`fnac export`: checkpoints (ours and the authors') -> model.safetensors + config.json + README.md,
 loaded back to identical outputs by fnac.load_checkpoint and every --checkpoint option, never
 unpickling; a folder whose parts do not match is refused with one line."""
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,14 @@ def test_export_of_our_checkpoint_round_trips(tmp_path, capsys):
     assert meta["model"]["width"] == 8 and meta["model"]["visual_layers"] == 2
     assert meta["best"] == BEST and meta["source"]["kind"] == "fnac" and meta["source"]["file"] == "best.pt"
     card = (out / "README.md").read_text()
-    for text in ("data/somewhere", "`vggss`", f"fnac {fnac.__version__}", "| 31.25 | 35.00 | 30.00 |",
-                 "after epoch 2", "random initialisation"):
+    for text in (
+        "data/somewhere",
+        "`vggss`",
+        f"fnac {fnac.__version__}",
+        "| 31.25 | 35.00 | 30.00 |",
+        "after epoch 2",
+        "random initialisation",
+    ):
         assert text in card, text
     # the folder holds tensors only: no optimizer state
     from safetensors import safe_open
@@ -72,9 +79,13 @@ def test_export_of_our_checkpoint_round_trips(tmp_path, capsys):
 def test_export_of_an_authors_file_round_trips(tmp_path):
     torch.manual_seed(3)
     src = FNAC(ModelConfig(width=8, embed_dim=16, visual_layers=3), load_pretrained=False).eval()
-    ref = {"model": {"module." + k: v for k, v in src.state_dict().items()},
-           "optimizer": {"state": {}, "param_groups": []}, "epoch": 20,
-           "best_cIoU": np.float64(0.39), "best_Auc": np.float64(0.40)}
+    ref = {
+        "model": {"module." + k: v for k, v in src.state_dict().items()},
+        "optimizer": {"state": {}, "param_groups": []},
+        "epoch": 20,
+        "best_cIoU": np.float64(0.39),
+        "best_Auc": np.float64(0.40),
+    }
     path = tmp_path / "fnac_vggss144k.pth"
     torch.save(ref, path)
     out = tmp_path / "authors"
@@ -115,8 +126,23 @@ def test_exported_folder_loads_with_pickle_disabled_everywhere(tmp_path, tiny_sy
     clip = str(tiny_synth / "clips" / "clip_000.mp4")
     assert main(["localize", clip, "--checkpoint", str(out), "--out", str(tmp_path / "loc"), "--quiet"]) == 0
     assert (tmp_path / "loc").is_dir()
-    assert main(["eval", "--checkpoint", str(out), "--no-baselines", "--overlays", "0",
-                 "--workers", "0", "--batch-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(out),
+                "--no-baselines",
+                "--overlays",
+                "0",
+                "--workers",
+                "0",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert "cIoU" in capsys.readouterr().out
     uvicorn = pytest.importorskip("uvicorn")
     started = []

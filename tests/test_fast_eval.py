@@ -8,6 +8,7 @@ from the same model at the same batch size in every path, so the comparison isol
 The model is a small stand-in with FNAC's interface and 7x7 maps (the real model is tested in
 test_models.py; here it would only cost time).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,8 +59,9 @@ class _Memory(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def numpy_evaluate(model, dataset, protocol: Protocol, batch_size: int, baselines: bool = True, seed: int = 0,
-                   device: str = "cpu") -> EvalResult:
+def numpy_evaluate(
+    model, dataset, protocol: Protocol, batch_size: int, baselines: bool = True, seed: int = 0, device: str = "cpu"
+) -> EvalResult:
     """evaluate_model's scoring done in numpy on the CPU (the oracle): raw maps from `model` on `device`,
     then metrics.evaluate per batch, numpy min-max and argmax for the peaks and segmentation maps, and
     the baselines through metrics.evaluate. The dataset-level summary is evaluate's own (_Scores)."""
@@ -92,8 +94,19 @@ def numpy_evaluate(model, dataset, protocol: Protocol, batch_size: int, baseline
                 s.base_cious.setdefault(name, []).extend(r["ciou"])
         s.ids.extend(batch["id"])
     result, rows = s.model_metrics(protocol)
-    return EvalResult(dataset.name, dataset.split, s.kind, protocol, len(dataset.listed), len(s.ids),
-                      list(dataset.missing), s.failed, result, rows, s.baseline_metrics())
+    return EvalResult(
+        dataset.name,
+        dataset.split,
+        s.kind,
+        protocol,
+        len(dataset.listed),
+        len(s.ids),
+        list(dataset.missing),
+        s.failed,
+        result,
+        rows,
+        s.baseline_metrics(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +168,9 @@ def test_fast_scores_equal_the_per_sample_protocol(model, test_set, upsample):
         assert got == [r["ciou"] for r in slow.per_sample]
         assert fast.metrics == slow.metrics
         assert fast.metrics["ciou50"] == np.mean(np.asarray(ref) >= 0.5)
-        assert [(r["peak_x"], r["peak_y"]) for r in fast.per_sample] == \
-            [(r["peak_x"], r["peak_y"]) for r in slow.per_sample]
+        assert [(r["peak_x"], r["peak_y"]) for r in fast.per_sample] == [
+            (r["peak_x"], r["peak_y"]) for r in slow.per_sample
+        ]
         assert fast.baselines == slow.baselines and (len(fast.baselines) == 3) == base
         assert len(set(got)) > 3  # the maps are not degenerate: the comparison can fail
 
@@ -169,8 +183,13 @@ def _memory_set(kind: str, n: int = 12) -> _Memory:
     for i in range(n):
         x0, y0 = rng.uniform(0, 0.5, 2)
         gt = torch.from_numpy(gt_map_vggss([[x0, y0, x0 + 0.45, y0 + 0.4]]))
-        s = {"id": f"v{i // 3}_{i % 3}", "index": i, "image": torch.randn(3, 64, 64, generator=g),
-             "spec": torch.randn(1, 257, 20, generator=g), "gt_map": gt}
+        s = {
+            "id": f"v{i // 3}_{i % 3}",
+            "index": i,
+            "image": torch.randn(3, 64, 64, generator=g),
+            "spec": torch.randn(1, 257, 20, generator=g),
+            "gt_map": gt,
+        }
         if kind == "extended":
             s["positive"] = bool(i % 3)
             if not s["positive"]:
@@ -181,8 +200,9 @@ def _memory_set(kind: str, n: int = 12) -> _Memory:
     return _Memory(items)
 
 
-@pytest.mark.parametrize("kind,fscore", [("extended", "dataset"), ("segmentation", "dataset"),
-                                         ("segmentation", "per_video")])
+@pytest.mark.parametrize(
+    "kind,fscore", [("extended", "dataset"), ("segmentation", "dataset"), ("segmentation", "per_video")]
+)
 def test_fast_extended_and_segmentation_metrics_equal_numpy_path(model, kind, fscore):
     ds = _memory_set(kind)
     proto = Protocol(fscore=fscore)

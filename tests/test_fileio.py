@@ -1,5 +1,6 @@
 """fnac.fileio: one atomic-write helper for every writer (a failed write leaves the old file and no
 temporary file), and the writers that use it (media.write_video / write_wav, outputs.write_json)."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """Property-based fuzzing of the decoders and loaders: random bytes and mutated valid wav / jpg / png / mp4
 files give either a valid result or MediaError naming the file, never another exception; uploaded file
 names always sanitise to a safe base name (docs/reliability.md)."""
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,12 @@ from fnac import media, vision
 from fnac.errors import MediaError
 from fnac.serve import sanitize_filename
 
-SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 _counter = itertools.count()
 
 
@@ -136,9 +141,12 @@ def test_probe_and_frames_valid_or_media_error(tmp, case):
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(name=st.one_of(st.text(max_size=300), st.lists(st.sampled_from(["..", "/", "\\", ".", "a", "é", "\0",
-                                                                         "mp4", " ", "C:"]),
-                                                        max_size=40).map("".join)))
+@given(
+    name=st.one_of(
+        st.text(max_size=300),
+        st.lists(st.sampled_from(["..", "/", "\\", ".", "a", "é", "\0", "mp4", " ", "C:"]), max_size=40).map("".join),
+    )
+)
 def test_sanitize_filename_is_always_a_safe_base_name(name):
     out = sanitize_filename(name)
     assert 0 < len(out) <= 100

@@ -1,6 +1,7 @@
 """fnac.inference and `fnac localize`: clips in several containers and codecs written by the test,
 a tiny random model, window centring checked against scipy on an independently cut window, writers,
 bad inputs, and the temporal score on hand-made results."""
+
 from __future__ import annotations
 
 import json
@@ -146,15 +147,16 @@ def test_window_centred_on_each_frame(model, tmp_path):
     for k, f in enumerate(r.frames):
         t = f.index / FPS
         start = min(int(max(t - window / 2, 0.0) * sr), len(x) - L)
-        _, _, s = scipy.signal.spectrogram(x[start:start + L].astype(np.float64), fs=sr, nperseg=512, noverlap=274)
+        _, _, s = scipy.signal.spectrogram(x[start : start + L].astype(np.float64), fs=sr, nperseg=512, noverlap=274)
         expected = np.log(s + 1e-7) / 12
         got = specs[k, 0].double().numpy()
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() < 2e-3, f"frame {f.index} at {t} s"
         # one hop (238 samples) off would not match
         if start + 238 + L <= len(x):
-            _, _, s2 = scipy.signal.spectrogram(x[start + 238:start + 238 + L].astype(np.float64), fs=sr,
-                                                nperseg=512, noverlap=274)
+            _, _, s2 = scipy.signal.spectrogram(
+                x[start + 238 : start + 238 + L].astype(np.float64), fs=sr, nperseg=512, noverlap=274
+            )
             assert np.abs(got - np.log(s2 + 1e-7) / 12).max() > 0.1
 
 
@@ -193,7 +195,7 @@ def test_overlay_video_keeps_audio_and_frame_count(model, clips, tmp_path):
     src = clips["sweep"]
     assert sr == 16000 and abs(len(a) - len(src)) < 0.02 * sr
     m = min(len(a), len(src))
-    assert np.corrcoef(a[: m], src[: m])[0, 1] > 0.95
+    assert np.corrcoef(a[:m], src[:m])[0, 1] > 0.95
     # the heat map is there: frame 0 is far from the source frame, near jet colours blended at 0.5
     src0 = _frames(1)[0].astype(float)
     assert np.abs(frames[0].astype(float) - src0).mean() > 15
@@ -258,10 +260,20 @@ def bad_files(tmp_path_factory, clips):
     return out
 
 
-@pytest.mark.parametrize("kind, words", [
-    ("missing", "not found"), ("mute", "no audio track"), ("silent", "silent"), ("tiny", "0.1 s"),
-    ("garbage", "cannot"), ("truncated", ""), ("text", "cannot"), ("image", "no audio track"), ("empty", "empty"),
-])
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("missing", "not found"),
+        ("mute", "no audio track"),
+        ("silent", "silent"),
+        ("tiny", "0.1 s"),
+        ("garbage", "cannot"),
+        ("truncated", ""),
+        ("text", "cannot"),
+        ("image", "no audio track"),
+        ("empty", "empty"),
+    ],
+)
 def test_bad_inputs_raise_media_error(model, bad_files, kind, words):
     path = bad_files[kind]
     with pytest.raises(MediaError) as e:
@@ -270,15 +282,17 @@ def test_bad_inputs_raise_media_error(model, bad_files, kind, words):
 
 
 def test_silent_allowed_on_request(model, bad_files):
-    r = localize_video(model, bad_files["silent"], every=4, window=1.0, image_size=SIZE, progress=False,
-                       allow_silent=True)
+    r = localize_video(
+        model, bad_files["silent"], every=4, window=1.0, image_size=SIZE, progress=False, allow_silent=True
+    )
     assert len(r.frames) == 2
 
 
 def test_cli_bad_inputs_exit_1_without_traceback(checkpoint, bad_files, tmp_path, capsys):
     for kind in ("missing", "mute", "silent", "garbage", "truncated", "text"):
-        rc = main(["localize", str(bad_files[kind]), "--checkpoint", str(checkpoint), "--out", str(tmp_path),
-                   "--quiet"])
+        rc = main(
+            ["localize", str(bad_files[kind]), "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--quiet"]
+        )
         err = capsys.readouterr().err
         assert rc == 1, kind
         assert bad_files[kind].name in err and "error" in err and "Traceback" not in err
@@ -293,8 +307,21 @@ def test_cli_bad_inputs_exit_1_without_traceback(checkpoint, bad_files, tmp_path
 
 def test_cli_video(checkpoint, clips, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["localize", str(clips["mkv"]), "--checkpoint", str(checkpoint), "--out", str(out),
-               "--every", "2", "--stills", "2", "--quiet"])
+    rc = main(
+        [
+            "localize",
+            str(clips["mkv"]),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--every",
+            "2",
+            "--stills",
+            "2",
+            "--quiet",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "4 frames localized" in text and "frames/s" in text
@@ -310,8 +337,19 @@ def test_cli_pair(checkpoint, tmp_path, capsys):
     Image.fromarray(_frames(1, 40, 60)[0]).save(img)
     wav = tmp_path / "sound.wav"
     media.write_wav(wav, np.stack([_sweep(2.0, 22050), _sweep(2.0, 22050)], axis=1), 22050)
-    rc = main(["localize", "--image", str(img), "--audio", str(wav), "--checkpoint", str(checkpoint),
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "localize",
+            "--image",
+            str(img),
+            "--audio",
+            str(wav),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 0 and "peak at" in capsys.readouterr().out
     with Image.open(tmp_path / "o" / "scene_overlay.png") as im:
         assert im.size == (60, 40)
@@ -331,7 +369,8 @@ def test_pair_matches_video_frame(model, tmp_path):
     fr = localize_pair(model, tmp_path / "f.png", tmp_path / "a.wav", window=1.0, image_size=SIZE)
     assert fr.time == pytest.approx(1.0)
     from fnac import audio, vision
-    spec = audio.to_model_input(torch.from_numpy(scipy_spec(x[sr // 2: sr // 2 + sr], sr)).float())
+
+    spec = audio.to_model_input(torch.from_numpy(scipy_spec(x[sr // 2 : sr // 2 + sr], sr)).float())
     with torch.no_grad():
         img = model.encode_image(vision.test_transform(Image.fromarray(frame), SIZE)[None])
         aud = model.encode_audio(spec[None, None])
@@ -356,10 +395,25 @@ def _hand_result(peaks, times=None, indices=None) -> VideoResult:
     n = len(peaks)
     times = times if times is not None else [i / 10 for i in range(n)]
     indices = indices if indices is not None else list(range(n))
-    frames = [FrameResult(index=i, time=t, map=m, peak=p, box=(0, 0, 1, 0.5), max_cos=0.5)
-              for i, t, p in zip(indices, times, peaks)]
-    return VideoResult(path="clip.mp4", frames=frames, fps=10.0, n_frames=n, width=224, height=224, duration=n / 10,
-                       audio_duration=n / 10, sample_rate=16000, every=1, window=3.0, image_size=224, elapsed=1.0)
+    frames = [
+        FrameResult(index=i, time=t, map=m, peak=p, box=(0, 0, 1, 0.5), max_cos=0.5)
+        for i, t, p in zip(indices, times, peaks)
+    ]
+    return VideoResult(
+        path="clip.mp4",
+        frames=frames,
+        fps=10.0,
+        n_frames=n,
+        width=224,
+        height=224,
+        duration=n / 10,
+        audio_duration=n / 10,
+        sample_rate=16000,
+        every=1,
+        window=3.0,
+        image_size=224,
+        elapsed=1.0,
+    )
 
 
 def _gt(boxes, silent=None):
@@ -406,8 +460,24 @@ def test_score_clip_matches_by_time_and_checks_format():
 
 def test_cli_scores_a_synthetic_clip(checkpoint, tiny_synth, tmp_path, capsys):
     clip = sorted((tiny_synth / "clips").glob("*.mp4"))[0]
-    rc = main(["localize", str(clip), "--checkpoint", str(checkpoint), "--gt", str(clip.with_suffix(".json")),
-               "--out", str(tmp_path), "--every", "4", "--no-video", "--stills", "0", "--quiet"])
+    rc = main(
+        [
+            "localize",
+            str(clip),
+            "--checkpoint",
+            str(checkpoint),
+            "--gt",
+            str(clip.with_suffix(".json")),
+            "--out",
+            str(tmp_path),
+            "--every",
+            "4",
+            "--no-video",
+            "--stills",
+            "0",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert "peak in the sounding object's box" in capsys.readouterr().out
     doc = json.loads((tmp_path / f"{clip.stem}.json").read_text())

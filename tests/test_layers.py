@@ -2,6 +2,7 @@
 
 Every module of src/fnac has a layer; a module may import modules of its own layer or below only.
 A new module must be given a layer here (the test fails on unknown modules)."""
+
 import ast
 from pathlib import Path
 
@@ -11,10 +12,27 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fnac"
 
 LAYERS = {
     0: ["fnac", "fnac.errors", "fnac.config", "fnac.distributed", "fnac.fileio"],
-    1: ["fnac.safeload", "fnac.weights", "fnac.media", "fnac.audio", "fnac.vision", "fnac.localization", "fnac.metrics",
-        "fnac.results", "fnac.scoring"],
-    2: ["fnac.models", "fnac.models.resnet", "fnac.models.fnac", "fnac.losses", "fnac.inputs", "fnac.data",
-        "fnac.data.*", "fnac.cache"],
+    1: [
+        "fnac.safeload",
+        "fnac.weights",
+        "fnac.media",
+        "fnac.audio",
+        "fnac.vision",
+        "fnac.localization",
+        "fnac.metrics",
+        "fnac.results",
+        "fnac.scoring",
+    ],
+    2: [
+        "fnac.models",
+        "fnac.models.resnet",
+        "fnac.models.fnac",
+        "fnac.losses",
+        "fnac.inputs",
+        "fnac.data",
+        "fnac.data.*",
+        "fnac.cache",
+    ],
     3: ["fnac.checkpoint", "fnac.export", "fnac.synth", "fnac.visualize", "fnac.outputs", "fnac.prepare"],
     4: ["fnac.train", "fnac.evaluate", "fnac.inference", "fnac.pretrain"],
     5: ["fnac.report", "fnac.demo", "fnac.serve", "fnac.serve.*"],
@@ -92,7 +110,7 @@ def test_no_import_cycles():
 
     def visit(m: str, path: list[str]) -> None:
         if m in path:
-            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m):] + [m]))
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m) :] + [m]))
         if m in done:
             return
         for n in sorted(graph[m]):
@@ -110,6 +128,18 @@ def test_fnac_help_lists_the_commands(capsys):
         main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for cmd in ("synth", "train", "eval", "localize", "serve", "prepare", "data", "cache", "demo", "weights",
-                "export", "pretrain"):
+    for cmd in (
+        "synth",
+        "train",
+        "eval",
+        "localize",
+        "serve",
+        "prepare",
+        "data",
+        "cache",
+        "demo",
+        "weights",
+        "export",
+        "pretrain",
+    ):
         assert cmd in text, cmd

@@ -1,4 +1,5 @@
 """Tests for fnac.localization against independent references (hand values, plain loops, scipy)."""
+
 from __future__ import annotations
 
 import ast
@@ -20,9 +21,9 @@ def keys_kernel(x: float) -> float:
     """Keys' cubic convolution kernel, written from its textbook definition."""
     x = abs(x)
     if x <= 1:
-        return (A + 2) * x ** 3 - (A + 3) * x ** 2 + 1
+        return (A + 2) * x**3 - (A + 3) * x**2 + 1
     if x < 2:
-        return A * x ** 3 - 5 * A * x ** 2 + 8 * A * x - 4 * A
+        return A * x**3 - 5 * A * x**2 + 8 * A * x - 4 * A
     return 0.0
 
 
@@ -58,6 +59,7 @@ def minmax_ref(m: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- upsample
+
 
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_bicubic_matches_plain_loop(align_corners):
@@ -104,6 +106,7 @@ def test_upsample_rejects_bad_input():
 
 # --------------------------------------------------------------------------------------- minmax
 
+
 def test_minmax_hand_values_and_per_sample():
     maps = np.array([[[1.0, 3.0], [5.0, 2.0]], [[-4.0, 0.0], [-2.0, -4.0]]], dtype=np.float32)
     out = L.minmax(maps)
@@ -140,6 +143,7 @@ def test_minmax_nan_and_inf_become_minimum():
 
 
 # ------------------------------------------------------------------------------------------ OGL
+
 
 def test_ogl_combine_hand_computed():
     av = np.array([[0.0, 1.0], [0.5, 0.5]], dtype=np.float32)
@@ -188,6 +192,7 @@ def bicubic_free_bilinear(img: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ baselines
 
+
 def test_baselines():
     c = L.centre_prior_map(224, sigma=0.25)
     assert c.shape == (224, 224) and c.dtype == np.float32
@@ -195,7 +200,7 @@ def test_baselines():
     np.testing.assert_allclose(c, c.T)
     assert c[111, 111] == c.max()
     # Gaussian of sigma 0.25 * 224 = 56 px around (111.5, 111.5)
-    expected = math.exp(-((111 - 111.5) ** 2 + (167 - 111.5) ** 2) / (2 * 56.0 ** 2))
+    expected = math.exp(-((111 - 111.5) ** 2 + (167 - 111.5) ** 2) / (2 * 56.0**2))
     assert c[111, 167] == pytest.approx(expected, rel=1e-5)
     assert (L.whole_image_map(10) == 1).all() and L.whole_image_map(10).shape == (10, 10)
     r1, r2 = L.random_map(16, 7), L.random_map(16, np.random.default_rng(7))
@@ -204,6 +209,7 @@ def test_baselines():
 
 
 # -------------------------------------------------------------------------------- peak and box
+
 
 def test_peak_and_box_hand_drawn():
     m = np.zeros((8, 10), dtype=np.float32)
@@ -243,6 +249,7 @@ def test_peak_and_box_degenerate_maps():
 
 
 # ------------------------------------------------------------------------------------- imports
+
 
 def _fnac_imports(path: Path) -> set[str]:
     names = set()

@@ -1,6 +1,7 @@
 """What a user reads from `fnac localize` and the demo page: the decoded frame count, one JSON shape
 for videos and image + audio pairs, warnings printed once (none with --quiet), FFmpeg errors in words,
 temporal smoothing (against a hand-computed moving average) and the per-frame confidence."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ SR = 16000
 
 def _frames(n: int, h: int = 32, w: int = 48) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:h, 0:w]
-    return [np.stack([(xx * 4 + 20 * i) % 256, (yy * 6 + 10 * i) % 256, np.full_like(xx, 90)], -1).astype(np.uint8)
-            for i in range(n)]
+    return [
+        np.stack([(xx * 4 + 20 * i) % 256, (yy * 6 + 10 * i) % 256, np.full_like(xx, 90)], -1).astype(np.uint8)
+        for i in range(n)
+    ]
 
 
 def _tone(seconds: float) -> np.ndarray:
@@ -85,10 +88,39 @@ def test_video_frames_counts_the_frames_decoded_with_every(model, files):
 
 
 def test_pair_json_has_the_shape_of_the_video_json(checkpoint, files, tmp_path, capsys):
-    assert main(["localize", str(files["mp4"]), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "v"),
-                 "--no-video", "--stills", "0", "--quiet"]) == 0
-    assert main(["localize", "--image", str(files["png"]), "--audio", str(files["wav"]), "--checkpoint",
-                 str(checkpoint), "--out", str(tmp_path / "p")]) == 0
+    assert (
+        main(
+            [
+                "localize",
+                str(files["mp4"]),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "v"),
+                "--no-video",
+                "--stills",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "localize",
+                "--image",
+                str(files["png"]),
+                "--audio",
+                str(files["wav"]),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
     video = json.loads((tmp_path / "v" / "clip.json").read_text())
     pair = json.loads((tmp_path / "p" / "scene.json").read_text())
     assert set(video) == set(pair) == {"summary", "frames"}
@@ -104,7 +136,8 @@ def test_pair_json_has_the_shape_of_the_video_json(checkpoint, files, tmp_path, 
 
 def _count(text: str, caplog) -> int:
     return text.count("shorter than the 1 s window") + sum(
-        "shorter than the 1 s window" in r.getMessage() for r in caplog.records)
+        "shorter than the 1 s window" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_short_audio_warning_once_and_not_with_quiet(checkpoint, files, tmp_path, capsys, caplog):
@@ -127,8 +160,7 @@ def test_ffmpeg_errors_are_said_in_words(checkpoint, files, tmp_path, capsys):
     text = str(e.value)
     assert "Errno" not in text and "1094995529" not in text
     assert text == f"{files['garbage']}: cannot open as a media file (invalid data found when processing input)"
-    assert main(["localize", str(files["garbage"]), "--checkpoint", str(checkpoint),
-                 "--out", str(tmp_path / "o")]) == 1
+    assert main(["localize", str(files["garbage"]), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Errno" not in err and "invalid data found" in err
 
@@ -142,8 +174,12 @@ def test_smoothing_is_the_moving_average_of_the_maps():
     frames = [_fr(k, k / FPS, m) for k, m in enumerate(maps)]
     # 0.25 s at 8 fps: +-0.125 s = the frame and its two neighbours (one at the ends)
     out = inf.smooth_frames(frames, 0.25, tau=0.03)
-    expected = [[[1 / 2, 1 / 2], [0, 0]], [[2 / 3, 1 / 3], [0, 0]], [[1 / 3, 1 / 3], [0, 1 / 3]],
-                [[1 / 2, 0], [0, 1 / 2]]]
+    expected = [
+        [[1 / 2, 1 / 2], [0, 0]],
+        [[2 / 3, 1 / 3], [0, 0]],
+        [[1 / 3, 1 / 3], [0, 1 / 3]],
+        [[1 / 2, 0], [0, 1 / 2]],
+    ]
     for f, e in zip(out, expected):
         np.testing.assert_allclose(f.map, e, atol=1e-6)
     assert [f.index for f in out] == [0, 1, 2, 3] and [f.time for f in out] == [0, 0.125, 0.25, 0.375]
@@ -174,8 +210,25 @@ def test_confidence_is_the_peak_margin_in_standard_deviations():
 
 
 def test_cli_smooth_option(checkpoint, files, tmp_path, capsys):
-    assert main(["localize", str(files["mp4"]), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "s"),
-                 "--no-video", "--stills", "0", "--quiet", "--smooth", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "localize",
+                str(files["mp4"]),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "s"),
+                "--no-video",
+                "--stills",
+                "0",
+                "--quiet",
+                "--smooth",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     doc = json.loads((tmp_path / "s" / "clip.json").read_text())
     assert doc["summary"]["smooth"] == 0.5 and all("confidence" in f for f in doc["frames"])
     assert main(["localize", str(files["mp4"]), "--checkpoint", str(checkpoint), "--smooth", "-1"]) == 1

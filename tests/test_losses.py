@@ -1,4 +1,5 @@
 """FNAC losses against plain-loop computations written from docs/method.md §2."""
+
 import math
 
 import pytest
@@ -34,15 +35,15 @@ def _loop_losses(img, aud, tau, thr=0.6):
     def vec(n, h, w):
         return [v[n][c][h][w] for c in range(C)]
 
-    logits = [[max(dot(vec(n, h, w), a[m]) / tau for h in range(H) for w in range(W)) for m in range(B)]
-              for n in range(B)]
+    logits = [
+        [max(dot(vec(n, h, w), a[m]) / tau for h in range(H) for w in range(W)) for m in range(B)] for n in range(B)
+    ]
     # cross entropy both ways
     ce_rows = sum(-math.log(_softmax_row(logits[n])[n]) for n in range(B)) / B
     cols = [[logits[n][m] for n in range(B)] for m in range(B)]
     ce_cols = sum(-math.log(_softmax_row(cols[m])[m]) for m in range(B)) / B
     A_a = [[dot(a[n], a[m]) / tau for m in range(B)] for n in range(B)]
-    vbar = [[sum(v[n][c][h][w] for h in range(H) for w in range(W)) / (H * W) for c in range(C)]
-            for n in range(B)]
+    vbar = [[sum(v[n][c][h][w] for h in range(H) for w in range(W)) / (H * W) for c in range(C)] for n in range(B)]
     A_v = [[dot(vbar[n], vbar[m]) / tau for m in range(B)] for n in range(B)]
     f = []
     for n in range(B):
@@ -131,6 +132,7 @@ def _l1_variant(term, tau, detach):
         elif detach == "right":
             y = y.detach()
         return (torch.softmax(x, dim=1) - torch.softmax(y, dim=1)).abs().mean()
+
     return fn
 
 

@@ -3,6 +3,7 @@
 References are built independently: signals written with soundfile directly, hand-computed channel
 means and clipping, numpy FFT peaks for resampling, flat grey frames whose level is known.
 """
+
 from __future__ import annotations
 
 import numpy as np

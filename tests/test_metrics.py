@@ -1,4 +1,5 @@
 """Tests for fnac.metrics against hand-computed cases and plain loops written from docs/evaluation.md."""
+
 from __future__ import annotations
 
 import math
@@ -74,13 +75,16 @@ def test_parse_flickr_xml_errors(tmp_path):
     with pytest.raises(DataError, match="broken.xml"):
         M.parse_flickr_xml(bad)
     short = tmp_path / "short.xml"
-    short.write_text("<annotation><object><bbox><id>0</id><xmin>1</xmin><ymin>2</ymin><xmax>3</xmax>"
-                     "</bbox></object></annotation>")
+    short.write_text(
+        "<annotation><object><bbox><id>0</id><xmin>1</xmin><ymin>2</ymin><xmax>3</xmax></bbox></object></annotation>"
+    )
     with pytest.raises(DataError, match=r"short.xml.*<object>\[0\]/<bbox>\[0\].*expected 5 children"):
         M.parse_flickr_xml(short)
     notint = tmp_path / "notint.xml"
-    notint.write_text("<annotation><object><bbox><id>0</id><xmin>1.5</xmin><ymin>2</ymin><xmax>3</xmax>"
-                      "<ymax>4</ymax></bbox></object></annotation>")
+    notint.write_text(
+        "<annotation><object><bbox><id>0</id><xmin>1.5</xmin><ymin>2</ymin><xmax>3</xmax>"
+        "<ymax>4</ymax></bbox></object></annotation>"
+    )
     with pytest.raises(DataError, match=r"notint.xml.*<xmin>.*integer"):
         M.parse_flickr_xml(notint)
     empty = tmp_path / "empty.xml"
@@ -90,6 +94,7 @@ def test_parse_flickr_xml_errors(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- VGG-SS
+
 
 def test_gt_map_vggss_union_and_truncation():
     gt = M.gt_map_vggss([[0.1, 0.2, 0.5, 0.6], [0.4, 0.5, 0.7, 0.9]])
@@ -135,26 +140,17 @@ def test_vggss_no_valid_box_gives_empty_gt_and_zero_ciou():
 
 # ----------------------------------------------------------------------------------------- cIoU
 
-PRED = np.array([[1, 1, 0, 0],
-                 [1, 1, 0, 0],
-                 [0, 0, 0, 0],
-                 [0, 0, 0, 1]], dtype=np.float32)
+PRED = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float32)
 
 
 def test_ciou_binary_gt_hand_computed():
-    gt = np.array([[0, 1, 1, 0],
-                   [0, 1, 1, 0],
-                   [0, 0, 0, 0],
-                   [0, 0, 0, 0]], dtype=np.float32)
+    gt = np.array([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32)
     # inter 2, |gt| 4, predicted background 3 -> 2 / 7
     assert M.ciou(PRED, gt) == pytest.approx(2 / 7)
 
 
 def test_ciou_soft_gt_hand_computed():
-    gt = np.array([[0.5, 0.5, 0, 0],
-                   [1.0, 1.0, 0.5, 0],
-                   [0, 0, 0, 0],
-                   [0, 0, 0, 0]], dtype=np.float32)
+    gt = np.array([[0.5, 0.5, 0, 0], [1.0, 1.0, 0.5, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32)
     # inter 0.5 + 0.5 + 1 + 1 = 3, sum(gt) 3.5, predicted where gt == 0: 1 -> 3 / 4.5
     assert M.ciou(PRED, gt) == pytest.approx(3 / 4.5)
     both = M.ciou(np.stack([PRED, PRED]), np.stack([gt, np.zeros_like(gt)]))
@@ -162,6 +158,7 @@ def test_ciou_soft_gt_hand_computed():
 
 
 # ------------------------------------------------------------------------------------ binarize
+
 
 def test_threshold_variants_where_ge_and_gt_differ():
     m = np.array([[1.0, 1.0], [1.0, 0.0]], dtype=np.float32)
@@ -199,6 +196,7 @@ def test_whole_image_baseline_selects_everything():
 
 # ------------------------------------------------------------------------------------------ AUC
 
+
 def auc_loop(cious):
     ts = [0.05 * k for k in range(21)]
     s = [sum(1 for c in cious if c >= t) / len(cious) for t in ts]
@@ -222,12 +220,14 @@ def test_auc_hand_and_loop():
 
 # ------------------------------------------------------------------------------------- evaluate
 
+
 def evaluate_loop(maps, gts, mode):
     """docs/evaluation.md §2-4 written out per sample (torch only for the interpolation itself)."""
     cious = []
     for m, g in zip(maps, gts):
-        up = F.interpolate(torch.from_numpy(m)[None, None], size=(224, 224), mode=mode,
-                           align_corners=(mode == "bilinear"))[0, 0].numpy()
+        up = F.interpolate(
+            torch.from_numpy(m)[None, None], size=(224, 224), mode=mode, align_corners=(mode == "bilinear")
+        )[0, 0].numpy()
         lo, hi = up.min(), up.max()
         norm = (up - lo) / (hi - lo)
         thr = np.sort(norm.flatten())[int(224 * 224 * 0.5)]
@@ -244,7 +244,7 @@ def random_gts(rng, n, soft):
         for _ in range(2 if soft else 1):
             x0, y0 = rng.integers(0, 150, 2)
             w, h = rng.integers(20, 74, 2)
-            g[y0:y0 + h, x0:x0 + w] += 0.5 if soft else 1.0
+            g[y0 : y0 + h, x0 : x0 + w] += 0.5 if soft else 1.0
         out.append(np.minimum(g, 1.0))
     return np.stack(out)
 
@@ -272,8 +272,11 @@ def test_evaluate_absolute_on_raw_maps():
     gts = random_gts(rng, 4, soft=False)
     res = M.evaluate(maps, gts, threshold="absolute", tau=tau)
     for m, g, c in zip(maps, gts, res["ciou"]):
-        up = F.interpolate(torch.from_numpy(m)[None, None], size=(224, 224), mode="bicubic",
-                           align_corners=False)[0, 0].numpy().astype(np.float64)
+        up = (
+            F.interpolate(torch.from_numpy(m)[None, None], size=(224, 224), mode="bicubic", align_corners=False)[0, 0]
+            .numpy()
+            .astype(np.float64)
+        )
         pred = ((up + 1 / tau) / (2 / tau) >= 0.5).astype(np.float64)
         ref = (pred * g).sum() / (g.sum() + (pred * (g == 0)).sum())
         assert c == pytest.approx(ref, abs=1e-3)  # float32 vs float64 scores: only pixels at 0.5 may flip
@@ -315,8 +318,9 @@ def test_torch_batch_path_equals_numpy_exactly(variant):
     maps[4] = 0.7  # constant
     maps[5, 10:20, 10:20] = np.nan
     maps[6] = np.nan
-    gts = np.concatenate([random_gts(rng, 5, soft=True), random_gts(rng, 4, soft=False),
-                          np.zeros((1, 224, 224), np.float32)])
+    gts = np.concatenate(
+        [random_gts(rng, 5, soft=True), random_gts(rng, 4, soft=False), np.zeros((1, 224, 224), np.float32)]
+    )
     ref = np.array([M.ciou(M.binarize(m, variant, tau=0.03), g) for m, g in zip(maps, gts)])
     got = M.evaluate_batch_torch(torch.from_numpy(maps), torch.from_numpy(gts), threshold=variant)
     assert got.dtype == torch.float64
@@ -326,6 +330,7 @@ def test_torch_batch_path_equals_numpy_exactly(variant):
 
 
 # ------------------------------------------------------------------------------------- extended
+
 
 def extended_loop(conf, cious, pos):
     """docs/evaluation.md §5 transcribed literally."""
@@ -346,12 +351,12 @@ def extended_loop(conf, cious, pos):
                 fn += 1
         return (tp / (tp + fp) if tp + fp else 1.0), (tp / (tp + fn) if tp + fn else 1.0)
 
-    thrs = sorted(conf)[:-1][::-max(1, n // 200)]
+    thrs = sorted(conf)[:-1][:: -max(1, n // 200)]
     prec, rec = zip(*[pr(c) for c in thrs])
     pm = [max(prec[i:]) for i in range(len(prec))]
     ap = sum(pm[i] * (rec[i + 1] - rec[i]) for i in range(len(pm) - 1))
     f1s = []
-    for c in sorted(conf)[::max(1, n // 10)]:
+    for c in sorted(conf)[:: max(1, n // 10)]:
         p, r = pr(c)
         f1s.append(2 * p * r / (p + r) if p + r else 0.0)
     hits = [ci >= 0.5 for ci, ps in zip(cious, pos) if ps]
@@ -399,22 +404,31 @@ def test_confidence_and_extended_scores():
     tau = 0.03
     raw = rng.normal(size=(2, 7, 7)).astype(np.float32) / tau
     got = M.extended_scores(raw, tau)
-    ref = F.interpolate(torch.from_numpy((raw.astype(np.float64) + 1 / tau) / (2 / tau))[:, None],
-                        size=(224, 224), mode="bicubic", align_corners=True)[:, 0].numpy()
+    ref = F.interpolate(
+        torch.from_numpy((raw.astype(np.float64) + 1 / tau) / (2 / tau))[:, None],
+        size=(224, 224),
+        mode="bicubic",
+        align_corners=True,
+    )[:, 0].numpy()
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------- AVSBench
 
+
 def test_miou_hand_computed():
-    pred = np.array([[[0.9, 0.6, 0.1, 0.0],
-                      [0.8, 0.7, 0.0, 0.0],
-                      [0.0, 0.0, 0.0, 0.0],
-                      [0.0, 0.0, 0.0, 0.5]],  # 0.5 is not > 0.5
-                     [[0.9, 0.0, 0.0, 0.0],
-                      [0.0, 0.0, 0.0, 0.0],
-                      [0.0, 0.0, 0.0, 0.0],
-                      [0.0, 0.0, 0.0, 0.0]]], dtype=np.float32)
+    pred = np.array(
+        [
+            [
+                [0.9, 0.6, 0.1, 0.0],
+                [0.8, 0.7, 0.0, 0.0],
+                [0.0, 0.0, 0.0, 0.0],
+                [0.0, 0.0, 0.0, 0.5],
+            ],  # 0.5 is not > 0.5
+            [[0.9, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+        ],
+        dtype=np.float32,
+    )
     mask = np.zeros((2, 4, 4), dtype=np.float32)
     mask[0, 0:2, 1:3] = 1  # frame 0: inter 2, union 6
     # frame 1 has an empty mask: TN / 16 = 15 / 16
@@ -455,11 +469,14 @@ def test_fscore_curve_matches_loop_and_compat():
     np.testing.assert_allclose(curve, np.mean(loops[:6], axis=0), atol=1e-12)
     assert M.fscore_dataset(preds, masks) == pytest.approx(float(np.mean(loops[:6], axis=0).max()))
     # official per-batch behaviour: batches of 2 frames, the all-empty batch scores 0
-    per_batch = [np.mean(loops[i:i + 2], axis=0).max() for i in (0, 2, 4)] + [0.0]
+    per_batch = [np.mean(loops[i : i + 2], axis=0).max() for i in (0, 2, 4)] + [0.0]
     assert M.fscore_per_video_compat(preds, masks, batch_size=2) == pytest.approx(np.mean(per_batch))
     groups = ["a", "b", "a", "b", "a", "b", "c", "c"]
-    by_key = [np.mean([loops[i] for i in (0, 2, 4)], axis=0).max(),
-              np.mean([loops[i] for i in (1, 3, 5)], axis=0).max(), 0.0]
+    by_key = [
+        np.mean([loops[i] for i in (0, 2, 4)], axis=0).max(),
+        np.mean([loops[i] for i in (1, 3, 5)], axis=0).max(),
+        0.0,
+    ]
     assert M.fscore_per_video_compat(preds, masks, groups=groups) == pytest.approx(np.mean(by_key))
     # one batch holding everything = the dataset-level number
     whole = M.fscore_per_video_compat(preds, masks, batch_size=n)

@@ -1,4 +1,5 @@
 """FNAC model: shapes, unit norm, parameter names, gradients, pretrained loading, checkpoints."""
+
 import logging
 
 import pytest
@@ -207,8 +208,9 @@ def test_proj_bn_option_centres_embeddings_and_round_trips(tmp_path):
     x, s = torch.randn(4, 3, 64, 64), torch.randn(4, 1, 257, 40)
     plain = FNAC(ModelConfig(width=8, embed_dim=16, visual_layers=2), load_pretrained=False)
     assert not any("proj_bn" in k for k in plain.state_dict())
-    m = FNAC(ModelConfig(width=8, embed_dim=16, visual_layers=2, proj_bn=True, vision_dropout=0.0),
-             load_pretrained=False)
+    m = FNAC(
+        ModelConfig(width=8, embed_dim=16, visual_layers=2, proj_bn=True, vision_dropout=0.0), load_pretrained=False
+    )
     with torch.no_grad():
         m.img_proj_bn.weight.uniform_(0.5, 1.5)
         m.img_proj_bn.bias.uniform_(-0.2, 0.2)

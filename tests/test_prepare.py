@@ -5,6 +5,7 @@ Videos are written with fnac.media.write_video. Each second of video has its own
 file its own tone, so the kept frame's time and the audio's content are checked against values known
 by construction (mean colour, FFT peak), not against the code under test.
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,8 +50,15 @@ GOOD = {f"vid{ext}abcde_{k + 1}": ext for k, ext in enumerate(FORMATS)}  # ids v
 
 def write(path: Path, seconds: float, ext: str, audio: bool = True) -> None:
     vcodec, acodec, sr, stereo, f = FORMATS[ext]
-    media.write_video(path, frames(seconds), FPS, audio=tone(f, seconds, sr, stereo) if audio else None,
-                      sample_rate=sr, codec=vcodec, audio_codec=acodec)
+    media.write_video(
+        path,
+        frames(seconds),
+        FPS,
+        audio=tone(f, seconds, sr, stereo) if audio else None,
+        sample_rate=sr,
+        codec=vcodec,
+        audio_codec=acodec,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +142,9 @@ def test_vggsound_csv_mode(tmp_path):
     ytid = "Abc-def_123"
     media.write_video(src / f"{ytid}.mp4", frames(14.0), FPS, audio=tone(500.0, 14.0, 16000), sample_rate=16000)
     table = tmp_path / "vggsound.csv"
-    table.write_text(f"{ytid},2,dog barking,train\n{ytid},30,dog barking,train\n"
-                     f"zzzzzzzzzzz,0,cat,train\n{ytid},0,dog barking,test\n")
+    table.write_text(
+        f"{ytid},2,dog barking,train\n{ytid},30,dog barking,train\nzzzzzzzzzzz,0,cat,train\n{ytid},0,dog barking,test\n"
+    )
     clips, _, no_video = find_clips(src, table, split="train")
     assert [c.id for c in clips] == [f"{ytid}_000002", f"{ytid}_000030"] and no_video == 1
     out = tmp_path / "out"
@@ -199,7 +208,9 @@ def test_every_input_file_is_prepared_failed_or_skipped_with_a_reason(videos, tm
     assert skipped[str(src / ".DS_Store")] == "hidden file"
     assert skipped[str(src / ".cache")].startswith("hidden folder")
     assert "4 of 8 clips ready" in text
-    assert "12 files in the input folder, 4 not used (2 not a video container, 1 hidden file, 1 hidden folder)" in text, text.splitlines()[0]
+    assert (
+        "12 files in the input folder, 4 not used (2 not a video container, 1 hidden file, 1 hidden folder)" in text
+    ), text.splitlines()[0]
 
 
 def test_csv_mode_reports_videos_no_row_names(tmp_path):

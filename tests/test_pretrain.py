@@ -1,5 +1,6 @@
 """fnac pretrain: the weights load through model.pretrained like torchvision's, the classifier learns,
 resume continues exactly, and the pretraining population never shares a generator with the benchmark."""
+
 import json
 
 import numpy as np
@@ -13,8 +14,19 @@ from fnac.models.fnac import FNAC
 from fnac.pretrain import POPULATION_CODES, PretrainConfig, pretrain, render_object, seed_sequence, state_path
 
 # a tiny run that learns in seconds: large objects on a plain background (the default adds clutter)
-ACCURACY_RUN = dict(width=8, layers=2, image_size=32, n_train=768, n_test=128, epochs=6, batch_size=32, lr=3e-3,
-                    clutter=0, min_object_size=0.6, max_object_size=0.8)
+ACCURACY_RUN = dict(
+    width=8,
+    layers=2,
+    image_size=32,
+    n_train=768,
+    n_test=128,
+    epochs=6,
+    batch_size=32,
+    lr=3e-3,
+    clutter=0,
+    min_object_size=0.6,
+    max_object_size=0.8,
+)
 TINY = dict(width=4, layers=2, image_size=32, n_train=64, n_test=32, epochs=1, batch_size=32)
 
 
@@ -22,13 +34,40 @@ def test_cli_writes_a_torchvision_file_that_model_pretrained_loads(tmp_path, cap
     from fnac.cli import main
 
     out = tmp_path / "w.pth"
-    assert main(["pretrain", "--out", str(out), "--width", "4", "--image-size", "32", "--n-train", "64",
-                 "--n-test", "32", "--epochs", "1", "--batch-size", "32", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--out",
+                str(out),
+                "--width",
+                "4",
+                "--image-size",
+                "32",
+                "--n-train",
+                "64",
+                "--n-test",
+                "32",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "held-out accuracy" in capsys.readouterr().out
     sd = torch.load(out, weights_only=True)
     # torchvision resnet18 names: stem, kept stages, classifier; nothing after layer2
-    assert {"conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
-            "fc.weight", "fc.bias"} <= set(sd)
+    assert {
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer2.0.downsample.0.weight",
+        "fc.weight",
+        "fc.bias",
+    } <= set(sd)
     assert not any(k.startswith(("layer3.", "layer4.")) for k in sd)
     assert tuple(sd["fc.weight"].shape) == (12, 8)  # 12 shapes from the 2*width layer2 channels
     model = FNAC(ModelConfig(width=4, embed_dim=8, visual_layers=2, pretrained=str(out), pretrained_required=True))
@@ -58,8 +97,9 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     a, b = torch.load(tmp_path / "full.pth", weights_only=True), torch.load(tmp_path / "part.pth", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match="width"):
-        pretrain(PretrainConfig(**{**TINY, "width": 8, "epochs": 3}), tmp_path / "part.pth", resume=True,
-                 progress=False)
+        pretrain(
+            PretrainConfig(**{**TINY, "width": 8, "epochs": 3}), tmp_path / "part.pth", resume=True, progress=False
+        )
     with pytest.raises(CheckpointError, match="no pretraining state"):
         pretrain(PretrainConfig(**TINY), tmp_path / "none.pth", resume=True, progress=False)
 
@@ -68,8 +108,11 @@ def test_population_is_disjoint_from_every_benchmark_split():
     # benchmark sample i of split s (any seed) is drawn from SeedSequence([seed, code(s), i]), code 0..3
     assert not set(POPULATION_CODES.values()) & set(synth._SPLIT_CODE.values())
     for seed in (0, 1, 7):
-        bench = {tuple(np.random.SeedSequence([seed, code, i]).generate_state(4))
-                 for code in synth._SPLIT_CODE.values() for i in range(300)}
+        bench = {
+            tuple(np.random.SeedSequence([seed, code, i]).generate_state(4))
+            for code in synth._SPLIT_CODE.values()
+            for i in range(300)
+        }
         mine = {tuple(seed_sequence(seed, part, i).generate_state(4)) for part in POPULATION_CODES for i in range(300)}
         assert len(mine) == 600 and not mine & bench
     # and the images differ from the benchmark's of the same seed, index and size

@@ -1,6 +1,7 @@
 """Checkpoint and training faults (docs/reliability.md, "Checkpoints and training faults"): a kill while
 best.pt is written, a full disk or read-only run folder, corrupt or mismatched checkpoints, and the
 accounting of training samples that cannot be used."""
+
 from __future__ import annotations
 
 import errno
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_overrides
 
+from conftest import tiny_overrides
 from fnac import cli
 from fnac.checkpoint import (
     atomic_save,
@@ -31,7 +32,10 @@ STEPS = 3
 
 def _overrides(root, out, extra=()) -> list[str]:
     return tiny_overrides(root, out) + [
-        "train.epochs=1", f"train.max_steps_per_epoch={STEPS}", "train.save_every_steps=1", "train.device=cpu",
+        "train.epochs=1",
+        f"train.max_steps_per_epoch={STEPS}",
+        "train.save_every_steps=1",
+        "train.device=cpu",
         *extra,
     ]
 
@@ -62,7 +66,8 @@ def _tensors_equal(a: dict, b: dict) -> bool:
 # ------------------------------------------------------------------------------ 1. best.pt vs latest.pt
 @pytest.mark.parametrize("kill_at", [1, 2])
 def test_kill_between_the_end_of_epoch_writes_leaves_a_best_pt_that_resume_completes(
-        tiny_synth, tmp_path, monkeypatch, kill_at):
+    tiny_synth, tmp_path, monkeypatch, kill_at
+):
     """A kill at the first or the second of the two end-of-epoch writes (latest.pt and best.pt, in
     whichever order fit writes them): after --resume, best.pt exists, holds the epoch that latest's
     `best` record names, and equals the best.pt of an uninterrupted run."""
@@ -127,8 +132,9 @@ def _small_checkpoint(path: Path, cfg, seed: int = 0) -> dict:
     x = sum((p * torch.randn_like(p)).sum() for p in model.parameters())  # distinct optimizer moments
     x.backward()
     opt.step()
-    save_checkpoint(path, model, cfg, optimizer=opt.state_dict(), epoch=1, batch_in_epoch=0, step=3,
-                    best=None, world_size=1)
+    save_checkpoint(
+        path, model, cfg, optimizer=opt.state_dict(), epoch=1, batch_in_epoch=0, step=3, best=None, world_size=1
+    )
     return read_checkpoint(path)
 
 
@@ -141,17 +147,23 @@ def _write_half_then(exc):
     def fake_save(obj, f, *a, **k):
         f.write(b"PK" + b"\0" * 5000)
         raise exc
+
     return fake_save
 
 
-@pytest.mark.parametrize("exc", [
-    OSError(errno.ENOSPC, "No space left on device"),
-    RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 2368 vs 2262"),
-    RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing "
-                 "file data/3: file write failed"),
-], ids=["oserror", "torch-unexpected-pos", "torch-write-failed"])
-def test_full_disk_names_the_file_keeps_the_previous_checkpoint_and_no_temp(
-        tmp_path, small_cfg, monkeypatch, exc):
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 2368 vs 2262"),
+        RuntimeError(
+            "[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing "
+            "file data/3: file write failed"
+        ),
+    ],
+    ids=["oserror", "torch-unexpected-pos", "torch-write-failed"],
+)
+def test_full_disk_names_the_file_keeps_the_previous_checkpoint_and_no_temp(tmp_path, small_cfg, monkeypatch, exc):
     import fnac.checkpoint as ck
 
     path = tmp_path / "latest.pt"
@@ -220,7 +232,8 @@ def _refuse_writes_under(monkeypatch, folder: Path, code: int) -> None:
 @pytest.mark.parametrize("code,cause", [(errno.EROFS, "read-only"), (errno.EACCES, "permission denied")])
 @pytest.mark.parametrize("resume", [False, True])
 def test_unwritable_run_folder_is_one_line_and_keeps_the_checkpoint(
-        tiny_synth, tmp_path, monkeypatch, capsys, code, cause, resume):
+    tiny_synth, tmp_path, monkeypatch, capsys, code, cause, resume
+):
     out = tmp_path / "run"
     args = ["train", "--config", "small", *_overrides(tiny_synth, out, [_no_val(tiny_synth)])]
     if resume:
@@ -260,7 +273,7 @@ def _flip_tensor(path: Path, sd: dict, key: str, delta: float = 1e4) -> None:
     assert at > 0 and data.find(raw, at + 1) < 0
     changed = t.clone().reshape(-1)
     changed[0] += delta
-    data[at:at + len(raw)] = changed.numpy().tobytes()
+    data[at : at + len(raw)] = changed.numpy().tobytes()
     path.write_bytes(bytes(data))
 
 
@@ -305,8 +318,9 @@ def test_eight_random_bytes_changed_are_refused_or_harmless(tmp_path, small_cfg)
             refused += 1
             continue
         assert _tensors_equal(got["model"], good["model"]), i
-        assert {k: v for k, v in got.items() if k not in ("model", "optimizer")} == \
-            {k: v for k, v in good.items() if k not in ("model", "optimizer")}, i
+        assert {k: v for k, v in got.items() if k not in ("model", "optimizer")} == {
+            k: v for k, v in good.items() if k not in ("model", "optimizer")
+        }, i
     assert refused >= 30  # nearly all of the file is tensor data or structure
 
 
@@ -322,8 +336,16 @@ def test_checkpoints_without_a_checksum_still_load(tmp_path, small_cfg):
 
     ref = tmp_path / "ref.pt"
     sd = FNAC(ModelConfig(width=8, embed_dim=16), load_pretrained=False).state_dict()
-    torch.save({"model": {f"module.{k}": v for k, v in sd.items()}, "optimizer": {}, "epoch": 3,
-                "best_cIoU": np.float64(0.3), "best_Auc": np.float64(0.4)}, ref)
+    torch.save(
+        {
+            "model": {f"module.{k}": v for k, v in sd.items()},
+            "optimizer": {},
+            "epoch": 3,
+            "best_cIoU": np.float64(0.3),
+            "best_Auc": np.float64(0.4),
+        },
+        ref,
+    )
     assert _tensors_equal(load_checkpoint(ref).state_dict(), sd)
 
 
@@ -340,8 +362,15 @@ def test_resume_with_another_model_width_is_refused_in_one_line(tiny_synth, tmp_
     out = tmp_path / "run"
     fit(_cfg(tiny_synth, out, [_no_val(tiny_synth)]))
     before = read_checkpoint(out / "latest.pt")
-    rc = cli.main(["train", "--config", "small", "--resume",
-                   *_overrides(tiny_synth, out, [_no_val(tiny_synth), "model.width=16"])])
+    rc = cli.main(
+        [
+            "train",
+            "--config",
+            "small",
+            "--resume",
+            *_overrides(tiny_synth, out, [_no_val(tiny_synth), "model.width=16"]),
+        ]
+    )
     line = _one_line_error(capsys.readouterr().err, "train")
     assert rc == 1
     assert str(out / "latest.pt") in line and "model.width" in line and "8" in line and "16" in line
@@ -365,8 +394,11 @@ def _break(root: Path) -> None:
 
 def _full_epochs(root, out, epochs, frac):
     # every sample visited once per epoch (48 samples, 6 batches of 8); no validation
-    return load_config(resolve_config_path("small"), tiny_overrides(root, out) + [
-        f"train.epochs={epochs}", "train.device=cpu", _no_val(root), f"data.max_skip_fraction={frac}"])
+    return load_config(
+        resolve_config_path("small"),
+        tiny_overrides(root, out)
+        + [f"train.epochs={epochs}", "train.device=cpu", _no_val(root), f"data.max_skip_fraction={frac}"],
+    )
 
 
 def test_skipped_samples_are_counted_per_epoch(tiny_synth, tmp_path):
@@ -427,14 +459,40 @@ def test_eval_and_localize_refuse_a_corrupt_checkpoint_in_one_line(tiny_synth, t
     path = tmp_path / "best.pt"
     good = _small_checkpoint(path, small_cfg)
     _flip_tensor(path, good["model"], "imgnet.conv1.weight")
-    rc = cli.main(["eval", "--checkpoint", str(path), "--config", "small", "--no-baselines", "--device", "cpu",
-                   "--workers", "0", "--out", str(tmp_path / "eval"), f"data.root={tiny_synth}",
-                   "data.image_size=64", "data.audio_duration=1.0"])
+    rc = cli.main(
+        [
+            "eval",
+            "--checkpoint",
+            str(path),
+            "--config",
+            "small",
+            "--no-baselines",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--out",
+            str(tmp_path / "eval"),
+            f"data.root={tiny_synth}",
+            "data.image_size=64",
+            "data.audio_duration=1.0",
+        ]
+    )
     line = _one_line_error(capsys.readouterr().err, "eval")
     assert rc == 1 and str(path) in line and "corrupt" in line
-    rc = cli.main(["localize", "--image", str(Path(tiny_synth) / "frames" / "test_000000.jpg"),
-                   "--audio", str(Path(tiny_synth) / "audio" / "test_000000.wav"), "--checkpoint", str(path),
-                   "--out", str(tmp_path / "loc")])
+    rc = cli.main(
+        [
+            "localize",
+            "--image",
+            str(Path(tiny_synth) / "frames" / "test_000000.jpg"),
+            "--audio",
+            str(Path(tiny_synth) / "audio" / "test_000000.wav"),
+            "--checkpoint",
+            str(path),
+            "--out",
+            str(tmp_path / "loc"),
+        ]
+    )
     line = _one_line_error(capsys.readouterr().err, "localize")
     assert rc == 1 and str(path) in line and "corrupt" in line
 
@@ -461,12 +519,14 @@ def test_sigkill_while_best_pt_is_written_then_resume(tiny_synth, tmp_path):
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1] / "src"))
-    proc = subprocess.run([sys.executable, "-c", child, "train", "--config", "small", *args], env=env,
-                          capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", child, "train", "--config", "small", *args], env=env, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert not (out / "best.pt").exists()
-    proc = subprocess.run([sys.executable, "-m", "fnac", "train", "--config", "small", "--resume", *args],
-                          env=env, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fnac", "train", "--config", "small", "--resume", *args], env=env, capture_output=True
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     latest, best = read_checkpoint(out / "latest.pt"), read_checkpoint(out / "best.pt")
     assert latest["best"] is not None and best["best"] == latest["best"] and best["epoch"] == latest["epoch"]

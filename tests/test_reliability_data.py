@@ -1,6 +1,7 @@
 """Reliability of data loading: corrupt, empty and odd media either load correctly or fail with MediaError
 naming the file; bad training samples are logged, counted and stop the run above data.max_skip_fraction;
 evaluation counts and names every sample it could not load (docs/reliability.md)."""
+
 from __future__ import annotations
 
 import logging
@@ -29,12 +30,14 @@ from fnac.train import fit
 def _png_header_only(path: Path, width: int, height: int) -> Path:
     """A valid PNG signature + IHDR claiming width x height (8-bit greyscale) + a tiny IDAT: a few
     hundred bytes that would decode to width * height bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -43,13 +46,18 @@ def _jpg(path: Path, size=(40, 30)) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda p: p.write_bytes(b""), "empty"),
-    (lambda p: p.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()),
-     "not a recognised image"),
-    (lambda p: p.write_bytes(_jpg(p).read_bytes()[:300]), "corrupt or truncated"),
-    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40), "not a recognised image|corrupt"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (
+            lambda p: p.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()),
+            "not a recognised image",
+        ),
+        (lambda p: p.write_bytes(_jpg(p).read_bytes()[:300]), "corrupt or truncated"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40), "not a recognised image|corrupt"),
+    ],
+)
 def test_bad_images_raise_media_error_naming_the_file(tmp_path, make, reason):
     p = tmp_path / "bad.jpg"
     make(p)
@@ -210,8 +218,10 @@ def damaged(tiny_synth, tmp_path):
 
 
 def _cfg(root, out, extra=()):
-    return load_config(resolve_config_path("small"), tiny_overrides(root, out) + [
-        "train.epochs=1", f"data.val_list={Path(root) / 'none.txt'}", *extra])
+    return load_config(
+        resolve_config_path("small"),
+        tiny_overrides(root, out) + ["train.epochs=1", f"data.val_list={Path(root) / 'none.txt'}", *extra],
+    )
 
 
 def test_training_skips_logs_and_counts_bad_samples(damaged, tmp_path, caplog):

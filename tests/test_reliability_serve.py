@@ -2,6 +2,7 @@
 very long clips, disguised and truncated files, multipart bodies, path components in file names. Each is
 refused with a clear message before anything is decoded, and nothing is written outside the work folder
 (docs/reliability.md)."""
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,9 @@ def files(tmp_path_factory):
     out["long"] = d / "long.mp4"
     media.write_video(out["long"], small, 1 / 600, audio=tone, sample_rate=SR)
     out["ok"] = d / "ok.mp4"
-    media.write_video(out["ok"], [np.full((32, 48, 3), 40 * i, np.uint8) for i in range(4)], 4, audio=tone,
-                      sample_rate=SR)
+    media.write_video(
+        out["ok"], [np.full((32, 48, 3), 40 * i, np.uint8) for i in range(4)], 4, audio=tone, sample_rate=SR
+    )
     return out
 
 
@@ -73,8 +75,22 @@ def test_localize_refuses_huge_frames_before_decoding(model, files, tmp_path, ca
     cfg = Config()
     cfg.model = ModelConfig(width=8, embed_dim=16)
     save_checkpoint(ck, model, cfg)
-    assert main(["localize", str(files["bomb"]), "--checkpoint", str(ck), "--out", str(tmp_path / "o"),
-                 "--window", "1", "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "localize",
+                str(files["bomb"]),
+                "--checkpoint",
+                str(ck),
+                "--out",
+                str(tmp_path / "o"),
+                "--window",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "too large to decode safely" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
@@ -94,8 +110,24 @@ def test_localize_refuses_a_very_long_clip_before_decoding(model, files, tmp_pat
     cfg = Config()
     cfg.model = ModelConfig(width=8, embed_dim=16)
     save_checkpoint(ck, model, cfg)
-    assert main(["localize", str(files["long"]), "--checkpoint", str(ck), "--out", str(tmp_path / "o"),
-                 "--window", "1", "--quiet", "--max-seconds", "600"]) == 1
+    assert (
+        main(
+            [
+                "localize",
+                str(files["long"]),
+                "--checkpoint",
+                str(ck),
+                "--out",
+                str(tmp_path / "o"),
+                "--window",
+                "1",
+                "--quiet",
+                "--max-seconds",
+                "600",
+            ]
+        )
+        == 1
+    )
     assert "more than the limit of 600 s" in capsys.readouterr().err
 
 
@@ -104,8 +136,9 @@ def test_serve_refuses_disguised_or_broken_bodies(model, files, tmp_path, kind):
     ok = files["ok"].read_bytes()
     with _client(model, tmp_path) as c:
         if kind == "png_as_mp4":
-            from PIL import Image
             import io
+
+            from PIL import Image
 
             buf = io.BytesIO()
             Image.new("RGB", (8, 8)).save(buf, format="PNG")
@@ -115,19 +148,25 @@ def test_serve_refuses_disguised_or_broken_bodies(model, files, tmp_path, kind):
             r = c.post("/api/jobs", params={"filename": "x.mp4"}, content=ok[: len(ok) // 3])
             assert r.status_code == 415 and "x.mp4: not a video file" in r.json()["error"]
         else:  # a browser form post instead of the raw body: the body is not a video
-            r = c.post("/api/jobs", params={"filename": "x.mp4"},
-                       files={"file": ("x.mp4", b"\x01\x02garbage" * 200, "video/mp4")})
+            r = c.post(
+                "/api/jobs",
+                params={"filename": "x.mp4"},
+                files={"file": ("x.mp4", b"\x01\x02garbage" * 200, "video/mp4")},
+            )
             assert r.status_code == 415 and "not a video file" in r.json()["error"]
         assert r.headers["content-type"] == "application/json"
     assert _no_jobs_left(tmp_path)
 
 
-@pytest.mark.parametrize("name, shown", [
-    ("../../../../tmp/evil.mp4", "evil.mp4"),
-    ("..\\..\\windows\\evil.mp4", "evil.mp4"),
-    ("/etc/passwd/.mp4", "mp4"),  # leading dots dropped: no extension left, rejected for its type
-    ("a" * 5000 + ".mp4", None),
-])
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        ("../../../../tmp/evil.mp4", "evil.mp4"),
+        ("..\\..\\windows\\evil.mp4", "evil.mp4"),
+        ("/etc/passwd/.mp4", "mp4"),  # leading dots dropped: no extension left, rejected for its type
+        ("a" * 5000 + ".mp4", None),
+    ],
+)
 def test_path_components_never_reach_the_disk(model, files, tmp_path, name, shown):
     before = set(os.listdir(tmp_path)) | {"work"}
     with _client(model, tmp_path) as c:

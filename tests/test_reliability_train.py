@@ -1,6 +1,7 @@
 """Reliability of training: SIGKILL at random moments always leaves a loadable `latest` and --resume reaches
 the uninterrupted run's weights; SIGTERM saves and exits 130; a non-finite loss is stopped or skipped as
 configured and never reaches a checkpoint (docs/reliability.md)."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_overrides
 
+from conftest import tiny_overrides
 from fnac.checkpoint import read_checkpoint
 from fnac.config import load_config, resolve_config_path
 from fnac.fileio import is_temp_name
@@ -28,8 +29,12 @@ EPOCHS = 2
 def _overrides(root, out, extra=()) -> list[str]:
     # no validation split (the list does not exist: fit only warns), few steps, `latest` after every step
     return tiny_overrides(root, out) + [
-        f"train.epochs={EPOCHS}", f"train.max_steps_per_epoch={STEPS_PER_EPOCH}", "train.save_every_steps=1",
-        f"data.val_list={Path(root) / 'no_such_val.txt'}", "train.device=cpu", *extra,
+        f"train.epochs={EPOCHS}",
+        f"train.max_steps_per_epoch={STEPS_PER_EPOCH}",
+        "train.save_every_steps=1",
+        f"data.val_list={Path(root) / 'no_such_val.txt'}",
+        "train.device=cpu",
+        *extra,
     ]
 
 

@@ -2,6 +2,7 @@
 when unpickled is refused, on every path that loads one (library, eval, localize, serve, train --resume,
 model.pretrained), and the payload never runs. Real files keep loading: ours, the authors' (numpy
 scalars pickled under numpy 1.x names), torchvision weight files."""
+
 from __future__ import annotations
 
 import io
@@ -120,8 +121,7 @@ def test_eval_localize_serve_refuse(tmp_path, tiny_synth, capsys):
     path = str(_malicious(tmp_path / "evil.pth", marker))
     _cli_refuses(["eval", "--checkpoint", path, "--config", "small", f"data.root={tiny_synth}"], marker, capsys)
     clip = str(tiny_synth / "clips" / "clip_000.mp4")
-    _cli_refuses(["localize", clip, "--checkpoint", path, "--out", str(tmp_path / "loc"), "--quiet"],
-                 marker, capsys)
+    _cli_refuses(["localize", clip, "--checkpoint", path, "--out", str(tmp_path / "loc"), "--quiet"], marker, capsys)
     _cli_refuses(["serve", "--checkpoint", path, "--port", "8765"], marker, capsys)
 
 
@@ -151,8 +151,13 @@ def _numpy1_pickle(obj) -> bytes:
 
 def test_authors_file_with_numpy1_scalars_still_loads(tmp_path):
     sd = _state()
-    obj = {"model": {"module." + k: v for k, v in sd.items()}, "optimizer": {"state": {}, "param_groups": []},
-           "epoch": 20, "best_cIoU": np.float64(0.39), "best_Auc": np.float64(0.40)}
+    obj = {
+        "model": {"module." + k: v for k, v in sd.items()},
+        "optimizer": {"state": {}, "param_groups": []},
+        "epoch": 20,
+        "best_cIoU": np.float64(0.39),
+        "best_Auc": np.float64(0.40),
+    }
     path = tmp_path / "best.pth"
     path.write_bytes(_numpy1_pickle(obj))
     ck = read_checkpoint(path)

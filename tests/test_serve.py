@@ -1,5 +1,6 @@
 """fnac.serve through starlette's TestClient: upload, job, result video and JSON; limits, file types,
 filename sanitising, JSON errors."""
+
 from __future__ import annotations
 
 import time
@@ -101,7 +102,7 @@ def test_too_big_is_413_and_nothing_kept(model, clip, tmp_path):
         # a chunked body without Content-Length: cut off while streaming
         def chunks():
             for i in range(0, len(data), 4096):
-                yield data[i:i + 4096]
+                yield data[i : i + 4096]
 
         r = c.post("/api/jobs", params={"filename": "clip.mp4"}, content=chunks())
         assert r.status_code == 413 and "limit" in r.json()["error"]
@@ -116,12 +117,15 @@ def test_too_long_is_refused_from_the_probe(model, tmp_path):
         assert r.status_code == 413 and "2.0 s" in r.json()["error"]
 
 
-@pytest.mark.parametrize("name, body, status, words", [
-    ("notes.txt", b"hello", 415, "unsupported file type"),
-    ("noext", b"hello", 415, "unsupported file type"),
-    ("fake.mp4", b"\x00\x01garbage" * 100, 415, "not a video"),
-    ("empty.mp4", b"", 400, "empty"),
-])
+@pytest.mark.parametrize(
+    "name, body, status, words",
+    [
+        ("notes.txt", b"hello", 415, "unsupported file type"),
+        ("noext", b"hello", 415, "unsupported file type"),
+        ("fake.mp4", b"\x00\x01garbage" * 100, 415, "not a video"),
+        ("empty.mp4", b"", 400, "empty"),
+    ],
+)
 def test_wrong_type(model, tmp_path, name, body, status, words):
     with TestClient(_app(model, tmp_path)) as c:
         r = c.post("/api/jobs", params={"filename": name}, content=body)
@@ -150,8 +154,11 @@ def test_failed_job_reports_the_user_filename(model, tmp_path):
 
 def test_path_components_in_filenames(model, clip, tmp_path):
     with TestClient(_app(model, tmp_path)) as c:
-        for evil, clean in (("../../evil/clip.mp4", "clip.mp4"), ("..\\..\\win\\x.mp4", "x.mp4"),
-                            ("/etc/passwd.mp4", "passwd.mp4")):
+        for evil, clean in (
+            ("../../evil/clip.mp4", "clip.mp4"),
+            ("..\\..\\win\\x.mp4", "x.mp4"),
+            ("/etc/passwd.mp4", "passwd.mp4"),
+        ):
             r = c.post("/api/jobs", params={"filename": evil}, content=clip.read_bytes())
             assert r.status_code == 202, r.text
             assert r.json()["filename"] == clean

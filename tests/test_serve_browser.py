@@ -4,6 +4,7 @@ result, check that the result video plays and the peak track is drawn.
 Needs Debian's chromium and node_modules/playwright-core (`bash scripts/setup_browser.sh`); skipped
 with the reason otherwise. Set FNAC_SCREENSHOT=path.png to keep a screenshot of the page.
 """
+
 from __future__ import annotations
 
 import json
@@ -131,8 +132,15 @@ def test_page_uploads_and_plays(server, tmp_path):
     bad.write_text("not a video")
     script = tmp_path / "drive.js"
     script.write_text(DRIVER)
-    env = {**os.environ, "PW_PATH": str(PLAYWRIGHT), "CHROMIUM": CHROMIUM, "URL": server, "CLIP": str(clip),
-           "BAD": str(bad), "SHOT": os.environ.get("FNAC_SCREENSHOT", "")}
+    env = {
+        **os.environ,
+        "PW_PATH": str(PLAYWRIGHT),
+        "CHROMIUM": CHROMIUM,
+        "URL": server,
+        "CLIP": str(clip),
+        "BAD": str(bad),
+        "SHOT": os.environ.get("FNAC_SCREENSHOT", ""),
+    }
     proc = subprocess.run([NODE, str(script)], env=env, capture_output=True, text=True, timeout=120)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"no output from the driver: {proc.stdout}\n{proc.stderr}"

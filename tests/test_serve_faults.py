@@ -2,6 +2,7 @@
 upload is answered 408 and its partial file deleted, finished jobs past `keep_jobs` go as jobs
 finish, and the default temporary work folder is removed on SIGTERM / SIGINT (docs/reliability.md).
 Everything runs against 127.0.0.1 only, with a bounded number of connections and bounded waits."""
+
 from __future__ import annotations
 
 import os
@@ -78,8 +79,13 @@ def live(model, tmp_path):
 def _open_upload(port: int, declared: int, first: bytes, name: str = "clip.mp4") -> socket.socket:
     """Start a raw upload that declares `declared` bytes and sends only `first`."""
     s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    s.sendall((f"POST /api/jobs?filename={name} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n").encode() + first)
+    s.sendall(
+        (
+            f"POST /api/jobs?filename={name} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n"
+        ).encode()
+        + first
+    )
     return s
 
 
@@ -91,8 +97,11 @@ def _status(s: socket.socket) -> tuple[int, bytes]:
             break
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = [int(v) for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n")[1:])
-              if k.strip().lower() == b"content-length"]
+    length = [
+        int(v)
+        for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n")[1:])
+        if k.strip().lower() == b"content-length"
+    ]
     while length and len(rest) < length[0]:
         chunk = s.recv(4096)
         if not chunk:
@@ -184,10 +193,28 @@ def test_signal_removes_the_temporary_work_folder(model, clip, tmp_path, sig):
     tmp.mkdir()
     port = _free_port()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "fnac", "serve", "--checkpoint", str(ck), "--port", str(port),
-                             "--window", "1", "--every", "2"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fnac",
+            "serve",
+            "--checkpoint",
+            str(ck),
+            "--port",
+            str(port),
+            "--window",
+            "1",
+            "--every",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def listening() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -198,8 +225,12 @@ def test_signal_removes_the_temporary_work_folder(model, clip, tmp_path, sig):
         assert _until(listening, polls=240, pause=0.25), proc.stderr.read() if proc.poll() is not None else ""
         import urllib.request
 
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/jobs?filename=a.mp4", data=clip.read_bytes(),
-                                     headers={"Content-Type": "application/octet-stream"}, method="POST")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/jobs?filename=a.mp4",
+            data=clip.read_bytes(),
+            headers={"Content-Type": "application/octet-stream"},
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.status == 202
         work = [p for p in tmp.iterdir() if p.name.startswith("fnac-serve-")]

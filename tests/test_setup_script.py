@@ -2,6 +2,7 @@
 installs (a CUDA build included), installs torch in the same pip command as the rest, passes a
 user-named torch index to that command, and is idempotent. What cannot run here (a real download from
 the public index, a real GPU) is listed in CONTRIBUTING.md."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FAKE_TORCH = '''
+FAKE_TORCH = """
 __version__ = "2.13.0+cu130"
 class version:
     cuda = "13.0"
@@ -24,7 +25,7 @@ class cuda:
     @staticmethod
     def get_device_name(i):
         return "Fake GPU 80GB"
-'''
+"""
 
 
 def _sandbox(tmp_path: Path, gpu: bool) -> tuple[Path, Path, dict]:
@@ -58,8 +59,7 @@ fi
 
 
 def _run(proj: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "scripts/setup.sh"], cwd=proj, env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(["bash", "scripts/setup.sh"], cwd=proj, env=env, capture_output=True, text=True, timeout=60)
 
 
 def _installs(log: Path) -> list[str]:

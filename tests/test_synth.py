@@ -4,6 +4,7 @@ Everything is checked from the written files with independent tools: Pillow and 
 PyAV to decode the clips, matplotlib's rgb_to_hsv for colours, numpy FFT for pitch, plain loops over
 mask rows/columns for boxes, and hand-computed class hues and pitch bands for K = 10.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,18 @@ from fnac.synth import SynthConfig, generate
 K = 10
 SIZE = 128
 SR = 16000
-CFG = dict(seed=7, n_train=24, n_val=8, n_test=8, n_classes=K, image_size=SIZE, max_distractors=3,
-           offscreen_prob=0.3, n_clips=1, clip_seconds=5.0)
+CFG = dict(
+    seed=7,
+    n_train=24,
+    n_val=8,
+    n_test=8,
+    n_classes=K,
+    image_size=SIZE,
+    max_distractors=3,
+    offscreen_prob=0.3,
+    n_clips=1,
+    clip_seconds=5.0,
+)
 
 
 def _band(k: int) -> tuple[float, float]:
@@ -125,8 +136,9 @@ def test_loader_reads_the_layout(root):
     data = pytest.importorskip("fnac.data")
     from fnac.config import DataConfig
 
-    ds = data.build_dataset(DataConfig(dataset="vggss", root=str(root), image_size=64, num_workers=0),
-                            "test", train=False)
+    ds = data.build_dataset(
+        DataConfig(dataset="vggss", root=str(root), image_size=64, num_workers=0), "test", train=False
+    )
     assert len(ds) == 8 and not ds.missing
     s = ds[0]
     assert "error" not in s, s.get("error")
@@ -166,8 +178,11 @@ def test_reuse_and_refusal(root, tmp_path):
     small = tmp_path / "small"
     generate(small, SynthConfig(n_train=4, n_val=1, n_test=0, n_clips=0), progress=False)
     generate(small, SynthConfig(n_train=2, n_val=0, n_test=1, n_clips=0), progress=False)
-    assert sorted(p.name for p in (small / "frames").iterdir()) == ["test_000000.jpg", "train_000000.jpg",
-                                                                    "train_000001.jpg"]
+    assert sorted(p.name for p in (small / "frames").iterdir()) == [
+        "test_000000.jpg",
+        "train_000000.jpg",
+        "train_000001.jpg",
+    ]
     assert (small / "val.txt").read_text() == ""
 
 
@@ -300,7 +315,7 @@ def test_clip_ground_truth_and_video(root, classes):
         audio = np.concatenate([fr.to_ndarray().mean(axis=0) for fr in c.decode(audio=0)])
     assert sr == SR and abs(len(audio) / sr - n / fps) < 0.2
     for s in segs:  # each turn's audio is the active object's sound
-        a = audio[int((s["start"] + 0.15) * sr): int((s["end"] - 0.15) * sr)]
+        a = audio[int((s["start"] + 0.15) * sr) : int((s["end"] - 0.15) * sr)]
         lo, hi = band[s["class"]]
         assert lo <= _dominant(a, sr) <= hi, s
 
@@ -308,9 +323,29 @@ def test_clip_ground_truth_and_video(root, classes):
 # -------------------------------------------------------------------------------------------------- CLI
 def test_cli_writes_the_layout(tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["synth", str(out), "--seed", "3", "--n-train", "4", "--n-val", "2", "--n-test", "2",
-            "--classes", "4", "--image-size", "64", "--distractors", "2", "--noise", "0.02", "--clips", "0",
-            "--no-progress"]
+    argv = [
+        "synth",
+        str(out),
+        "--seed",
+        "3",
+        "--n-train",
+        "4",
+        "--n-val",
+        "2",
+        "--n-test",
+        "2",
+        "--classes",
+        "4",
+        "--image-size",
+        "64",
+        "--distractors",
+        "2",
+        "--noise",
+        "0.02",
+        "--clips",
+        "0",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "4 train / 2 val / 2 test" in text

@@ -4,6 +4,7 @@ Checked against hand computations, a numpy simulation of random batches, a chi-s
 drawn classes, and simple features computed here from the rendered pixels and samples (matplotlib's
 rgb_to_hsv for colours, numpy FFT for pitch and noise bands, scipy for statistics).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,19 @@ from scipy.stats import chisquare, spearmanr
 
 from fnac.cli import main
 from fnac.errors import ConfigError
-from fnac.synth import (SynthConfig, class_probabilities, expected_false_negatives, generate, make_classes,
-                        render_sample)
+from fnac.synth import SynthConfig, class_probabilities, expected_false_negatives, generate, make_classes, render_sample
 
 # small, fast scenes: one object (the sounding one), no off-screen sound
-SMALL = dict(seed=11, n_classes=6, image_size=64, duration=1.0, min_distractors=0, max_distractors=0,
-             offscreen_prob=0.0, n_clips=0)
+SMALL = dict(
+    seed=11,
+    n_classes=6,
+    image_size=64,
+    duration=1.0,
+    min_distractors=0,
+    max_distractors=0,
+    offscreen_prob=0.0,
+    n_clips=0,
+)
 
 
 def _render(n: int, **kw) -> list:
@@ -92,13 +100,24 @@ def test_levels_half_to_eight_reachable():
 def test_drawn_classes_follow_the_skew():
     """The sounding class of generated samples: chi-square against p_k, and the same-class count in
     random batches of the generated labels matches the formula."""
-    cfg = SynthConfig(seed=3, n_classes=5, class_skew=1.2, image_size=32, duration=0.25, sample_rate=4000,
-                      pitch_min=100.0, pitch_max=1500.0, clutter=0, min_distractors=0, max_distractors=0,
-                      n_clips=0)
+    cfg = SynthConfig(
+        seed=3,
+        n_classes=5,
+        class_skew=1.2,
+        image_size=32,
+        duration=0.25,
+        sample_rate=4000,
+        pitch_min=100.0,
+        pitch_max=1500.0,
+        clutter=0,
+        min_distractors=0,
+        max_distractors=0,
+        n_clips=0,
+    )
     classes = make_classes(cfg)
     labels = np.array([render_sample(cfg, classes, "train", i).record["class_index"] for i in range(1200)])
     counts = np.bincount(labels, minlength=5)
-    p = np.array([1.0, 2 ** -1.2, 3 ** -1.2, 4 ** -1.2, 5 ** -1.2])
+    p = np.array([1.0, 2**-1.2, 3**-1.2, 4**-1.2, 5**-1.2])
     p /= p.sum()
     assert chisquare(counts, p * len(labels)).pvalue > 1e-3, counts
     assert counts[0] > 2.5 * counts[4]  # class 0 about 6.9 times as frequent as class 4
@@ -108,8 +127,7 @@ def test_drawn_classes_follow_the_skew():
     assert same.mean() == pytest.approx(expected_false_negatives(cfg, 16), rel=0.06)
     # uniform at 0 (the standard draw): no class more than twice as frequent as another over 600
     uni = SynthConfig(**{**cfg.to_dict(), "class_skew": 0.0})
-    c0 = np.bincount([render_sample(uni, classes, "train", i).record["class_index"] for i in range(600)],
-                     minlength=5)
+    c0 = np.bincount([render_sample(uni, classes, "train", i).record["class_index"] for i in range(600)], minlength=5)
     assert chisquare(c0).pvalue > 1e-3, c0
 
 
@@ -144,8 +162,16 @@ def test_set_written_before_the_options_is_reused(tmp_path):
 
 
 def test_validation_names_the_field():
-    for name, value in (("variation", 1.5), ("variation", -0.1), ("shortcut", 2.0), ("shortcut", float("nan")),
-                        ("class_skew", -1.0), ("class_skew", 5.0), ("variation", "high"), ("shortcut", True)):
+    for name, value in (
+        ("variation", 1.5),
+        ("variation", -0.1),
+        ("shortcut", 2.0),
+        ("shortcut", float("nan")),
+        ("class_skew", -1.0),
+        ("class_skew", 5.0),
+        ("variation", "high"),
+        ("shortcut", True),
+    ):
         with pytest.raises(ConfigError, match=name):
             SynthConfig(**{name: value}).validate()
     SynthConfig(variation=1.0, shortcut=1.0, class_skew=4.0).validate()
@@ -179,9 +205,16 @@ def test_variation_makes_same_class_clips_differ(varied):
         spread[v] = (
             _within_class_std([_brightness(s) for s in samples], labels),
             _within_class_std([math.log(_centroid(s.audio, 16000)) for s in samples], labels),
-            _within_class_std([s.mask.sum() / (s.record["bbox"][0][2] - s.record["bbox"][0][0])
-                               / (s.record["bbox"][0][3] - s.record["bbox"][0][1]) / 64 ** 2 for s in samples],
-                              labels),
+            _within_class_std(
+                [
+                    s.mask.sum()
+                    / (s.record["bbox"][0][2] - s.record["bbox"][0][0])
+                    / (s.record["bbox"][0][3] - s.record["bbox"][0][1])
+                    / 64**2
+                    for s in samples
+                ],
+                labels,
+            ),
         )
         for s in samples:  # the pitch stays inside the class's band
             lo, hi = classes[s.record["class_index"]].pitch_band
@@ -194,8 +227,9 @@ def test_variation_ties_look_to_sound(varied):
     """At 1 a clip's brightness predicts where its pitch lies in the class's band (a model can match
     a sound to its own object among same-class ones); at 0 the two are unrelated."""
     classes = make_classes(SynthConfig(**SMALL))
-    rho = {v: spearmanr([_brightness(s) for s in ss], [_pitch_pos(s, classes) for s in ss])[0]
-           for v, ss in varied.items()}
+    rho = {
+        v: spearmanr([_brightness(s) for s in ss], [_pitch_pos(s, classes) for s in ss])[0] for v, ss in varied.items()
+    }
     assert rho[1.0] > 0.8 and abs(rho[0.0]) < 0.35, rho
 
 
@@ -284,9 +318,33 @@ def test_shortcut_leaves_objects_and_ground_truth_untouched():
 # ------------------------------------------------------------------------------------------------- CLI
 def test_cli_prints_and_records_same_class_negatives(tmp_path, capsys):
     out = tmp_path / "fn"
-    argv = ["synth", str(out), "--n-train", "6", "--n-val", "0", "--n-test", "0", "--clips", "0",
-            "--classes", "3", "--image-size", "32", "--duration", "0.5", "--variation", "0.5",
-            "--shortcut", "0.25", "--class-skew", "1", "--batch-size", "16", "--no-progress"]
+    argv = [
+        "synth",
+        str(out),
+        "--n-train",
+        "6",
+        "--n-val",
+        "0",
+        "--n-test",
+        "0",
+        "--clips",
+        "0",
+        "--classes",
+        "3",
+        "--image-size",
+        "32",
+        "--duration",
+        "0.5",
+        "--variation",
+        "0.5",
+        "--shortcut",
+        "0.25",
+        "--class-skew",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     want = 15 * 49 / 121  # hand value above: 6.07
@@ -298,26 +356,63 @@ def test_cli_prints_and_records_same_class_negatives(tmp_path, capsys):
     assert sum(meta["summary"]["train_class_counts"]) == 6
     assert main(argv[:-3] + ["--batch-size", "32", "--no-progress"]) == 0  # reused, other batch size
     assert f"at batch 32: {31 * 49 / 121:.2f}" in capsys.readouterr().out
-    assert main(["synth", str(tmp_path / "k2"), "--classes", "2", "--n-train", "2", "--n-val", "0", "--n-test", "0",
-                 "--clips", "0", "--image-size", "32", "--duration", "0.5", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                str(tmp_path / "k2"),
+                "--classes",
+                "2",
+                "--n-train",
+                "2",
+                "--n-val",
+                "0",
+                "--n-test",
+                "0",
+                "--clips",
+                "0",
+                "--image-size",
+                "32",
+                "--duration",
+                "0.5",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "at batch 16: 7.50" in capsys.readouterr().out
 
 
 def test_cli_rejects_bad_values(tmp_path, capsys):
-    for flag, value, name in (("--variation", "1.2", "variation"), ("--shortcut", "-1", "shortcut"),
-                              ("--class-skew", "9", "class_skew"), ("--batch-size", "0", "batch size")):
+    for flag, value, name in (
+        ("--variation", "1.2", "variation"),
+        ("--shortcut", "-1", "shortcut"),
+        ("--class-skew", "9", "class_skew"),
+        ("--batch-size", "0", "batch size"),
+    ):
         assert main(["synth", str(tmp_path / "x"), flag, value, "--no-progress"]) == 1
         err = capsys.readouterr().err
         assert name in err and "Traceback" not in err
 
 
 def test_options_on_same_bytes_whatever_the_workers(tmp_path):
-    cfg = SynthConfig(seed=9, n_train=6, n_val=2, n_test=2, n_clips=0, image_size=48, duration=0.5,
-                      variation=0.7, shortcut=0.6, class_skew=1.0)
+    cfg = SynthConfig(
+        seed=9,
+        n_train=6,
+        n_val=2,
+        n_test=2,
+        n_clips=0,
+        image_size=48,
+        duration=0.5,
+        variation=0.7,
+        shortcut=0.6,
+        class_skew=1.0,
+    )
     generate(tmp_path / "one", cfg, progress=False, workers=1)
     generate(tmp_path / "two", cfg, progress=False, workers=2)
-    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*")
-                   if p.is_file() and p.name != "synth.json")
+    files = sorted(
+        p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file() and p.name != "synth.json"
+    )
     assert len(files) >= 30
     for rel in files:
         assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel

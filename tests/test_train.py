@@ -1,5 +1,6 @@
 """Training end to end on the tiny synthetic set: logs, checkpoints, validation-only selection,
 exact resume, config errors."""
+
 import json
 import math
 
@@ -103,8 +104,10 @@ def test_cli_train_and_eval(tiny_synth, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["train", "--config", "small", *tiny_overrides(tiny_synth, out), "train.epochs=1"]) == 0
     ev = tmp_path / "eval"
-    assert main(["eval", "--checkpoint", str(out / "latest.pt"), "--out", str(ev), "--overlays", "2",
-                 "--workers", "0"]) == 0
+    assert (
+        main(["eval", "--checkpoint", str(out / "latest.pt"), "--out", str(ev), "--overlays", "2", "--workers", "0"])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "16 evaluated of 16 listed" in text and "bicubic" in text and "median_ge" in text
     assert "baseline: whole image" in text and "baseline: centre prior" in text
@@ -131,10 +134,12 @@ def test_docs_own_loop_example_runs(tiny_synth, tmp_path, monkeypatch, capsys):
 
     code = _docs_example("## Writing your own loop")
     assert code.count('load_config("small")') == 1
-    code = code.replace('load_config("small")', "load_config(\"small\", OVERRIDES)")
+    code = code.replace('load_config("small")', 'load_config("small", OVERRIDES)')
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "docs/training.md", "exec"),
-         {"OVERRIDES": tiny_overrides(tiny_synth, tmp_path / "run") + ["train.epochs=2"]})
+    exec(
+        compile(code, "docs/training.md", "exec"),
+        {"OVERRIDES": tiny_overrides(tiny_synth, tmp_path / "run") + ["train.epochs=2"]},
+    )
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert len(lines) == 2 and "val cIoU@0.5" in lines[-1]
     model, cfg = load_model_and_config(tmp_path / "my_run.pt")

@@ -1,4 +1,5 @@
 """vision: image modes, errors, test/train transforms against plain Pillow + numpy computations."""
+
 from __future__ import annotations
 
 import random
@@ -134,8 +135,12 @@ def _transparent_images(tmp_path):
     pal_index = pal.copy()
     pal_index.info["transparency"] = 3  # index 3 is transparent
     paths = {}
-    for name, img in (("rgba", Image.fromarray(rgba, "RGBA")), ("la", Image.fromarray(la, "LA")),
-                      ("p_table", pal_table), ("p_index", pal_index)):
+    for name, img in (
+        ("rgba", Image.fromarray(rgba, "RGBA")),
+        ("la", Image.fromarray(la, "LA")),
+        ("p_table", pal_table),
+        ("p_index", pal_index),
+    ):
         paths[name] = tmp_path / f"{name}.png"
         img.save(paths[name])
     return paths

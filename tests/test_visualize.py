@@ -1,4 +1,5 @@
 """fnac.visualize: overlay pixels against hand-computed values, PNG writing, training curves."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -100,10 +101,22 @@ def _records():
     for e in range(3):
         for s in range(5):
             step = e * 5 + s
-            recs.append({"kind": "step", "epoch": e, "step": step, "loss": 3.0 - 0.1 * step, "contrastive": 2.0,
-                         "fns1": 0.01, "tns": 0.2, "fns2": 0.1 + 0.01 * s, "lr": 1e-4})
-        recs.append({"kind": "epoch", "epoch": e, "step": e * 5 + 4, "loss": 2.5, "val_ciou50": 0.1 * e,
-                     "val_auc": 0.2 * e})
+            recs.append(
+                {
+                    "kind": "step",
+                    "epoch": e,
+                    "step": step,
+                    "loss": 3.0 - 0.1 * step,
+                    "contrastive": 2.0,
+                    "fns1": 0.01,
+                    "tns": 0.2,
+                    "fns2": 0.1 + 0.01 * s,
+                    "lr": 1e-4,
+                }
+            )
+        recs.append(
+            {"kind": "epoch", "epoch": e, "step": e * 5 + 4, "loss": 2.5, "val_ciou50": 0.1 * e, "val_auc": 0.2 * e}
+        )
     return recs
 
 

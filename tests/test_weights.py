@@ -1,6 +1,7 @@
 """`fnac weights`: a verified, resumable, atomic download served by a local HTTP server (127.0.0.1;
 never the internet), `fnac weights list`, what a model does with and without the weights
 (model.pretrained: none, pretrained_required) and the record of the weights a run used."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,8 @@ import torch
 
 from conftest import tiny_overrides
 from fnac import weights as W
-from fnac.cli import main
 from fnac.checkpoint import save_checkpoint
+from fnac.cli import main
 from fnac.config import Config, ModelConfig, load_config, resolve_config_path
 from fnac.errors import CheckpointError, ConfigError
 from fnac.models.fnac import FNAC
@@ -87,8 +88,14 @@ class _Server:
 def fake_known(monkeypatch):
     """The known entry with the checksum and size of a local payload (the real file is 45 MB)."""
     body = _payload()
-    entry = W.KnownWeights(name=NAME, filename=FILE, url="http://127.0.0.1:9/unused",
-                           sha256=hashlib.sha256(body).hexdigest(), size=len(body), about="test file")
+    entry = W.KnownWeights(
+        name=NAME,
+        filename=FILE,
+        url="http://127.0.0.1:9/unused",
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        about="test file",
+    )
     monkeypatch.setitem(W.KNOWN, NAME, entry)
     monkeypatch.delenv(W.URL_ENV, raising=False)
     return body
@@ -140,8 +147,9 @@ def test_fetch_resumes_a_partial_download(tmp_path, fake_known, honour_range):
     assert not (dest / (FILE + ".part")).exists()
 
 
-def test_interrupted_download_keeps_the_part_which_is_never_used_then_resumes(tmp_path, fake_known,
-                                                                              monkeypatch, capsys):
+def test_interrupted_download_keeps_the_part_which_is_never_used_then_resumes(
+    tmp_path, fake_known, monkeypatch, capsys
+):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     dest = W.default_dir()
     assert dest == tmp_path / "torch" / "hub" / "checkpoints"
@@ -189,13 +197,18 @@ def test_server_down_or_error_is_one_line(tmp_path, fake_known, capsys):
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
     dest = tmp_path / "cache"
-    assert main(["weights", "fetch", NAME, "--url", f"http://127.0.0.1:{port}/{FILE}", "--dir", str(dest),
-                 "--quiet"]) == 1
+    assert (
+        main(["weights", "fetch", NAME, "--url", f"http://127.0.0.1:{port}/{FILE}", "--dir", str(dest), "--quiet"]) == 1
+    )
     _one_line_error(capsys, f"127.0.0.1:{port}", "cannot download")
     assert not (dest / FILE).exists()
     with _Server(fake_known) as srv:
-        assert main(["weights", "fetch", NAME, "--url", srv.url.replace(FILE, "missing.pth"), "--dir",
-                     str(dest), "--quiet"]) == 1
+        assert (
+            main(
+                ["weights", "fetch", NAME, "--url", srv.url.replace(FILE, "missing.pth"), "--dir", str(dest), "--quiet"]
+            )
+            == 1
+        )
     _one_line_error(capsys, "HTTP 404")
     assert main(["weights", "fetch", "resnet50", "--dir", str(dest)]) == 1
     _one_line_error(capsys, "unknown weights 'resnet50'", NAME)
@@ -281,8 +294,15 @@ def test_training_records_the_weights_in_log_and_every_checkpoint(tmp_path, tiny
     _imagenet_file(weights, seed=1, layers=4, width=8)
     first = {"path": str(weights.resolve()), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     out = tmp_path / "run"
-    args = ["train", "--config", "small", *tiny_overrides(tiny_synth, out), "model.visual_layers=4",
-            f"model.pretrained={weights}", "train.max_steps_per_epoch=2"]
+    args = [
+        "train",
+        "--config",
+        "small",
+        *tiny_overrides(tiny_synth, out),
+        "model.visual_layers=4",
+        f"model.pretrained={weights}",
+        "train.max_steps_per_epoch=2",
+    ]
     assert main([*args, "train.epochs=1"]) == 0
     start = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert start["kind"] == "start" and start["pretrained"] == first

@@ -3,6 +3,7 @@
 Public API (stable names): FNAC, load_checkpoint, and the modules fnac.losses, fnac.audio,
 fnac.vision, fnac.metrics. Importing fnac has no side effects.
 """
+
 from fnac.checkpoint import load_checkpoint
 from fnac.models.fnac import FNAC
 

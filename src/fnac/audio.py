@@ -4,6 +4,7 @@ docs/method.md §4 ("Audio", steps 2-5). The spectrogram equals
 ``scipy.signal.spectrogram(x, fs=sr, nperseg=512, noverlap=274)`` with scipy's defaults, computed with
 torch so that it batches and runs on the input's device.
 """
+
 from __future__ import annotations
 
 import math
@@ -168,8 +169,7 @@ def load_spectrogram(path: str | os.PathLike, duration: float = 3.0, sample_rate
     window = centre_window(x, sr, duration)
     if window.shape[0] < N_FFT:
         raise MediaError(
-            f"{path}: {duration} s at {sr} Hz is {window.shape[0]} samples, "
-            f"fewer than the {N_FFT} a spectrogram needs"
+            f"{path}: {duration} s at {sr} Hz is {window.shape[0]} samples, fewer than the {N_FFT} a spectrogram needs"
         )
     spec = spectrogram(torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)), sr)  # (257, T)
     return to_model_input(spec).unsqueeze(0)  # (1, 257, T)

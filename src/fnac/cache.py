@@ -4,6 +4,7 @@
 ``cache_split(data_cfg, out_dir, split, ...) -> SplitSummary`` caches one split; train or evaluate on
 it with ``data.cache=<out_dir>``.
 """
+
 from fnac.data.cache.writer import SplitSummary, cache_split
 
 __all__ = ["SplitSummary", "cache_split"]

@@ -13,6 +13,7 @@ Exported folders (`fnac export`, written by fnac.export) hold `model.safetensors
 `config.json`; every loader here accepts one in place of a checkpoint file, and reading it never
 unpickles anything.
 """
+
 from __future__ import annotations
 
 import copy
@@ -152,7 +153,8 @@ def verify_digests(obj: dict, path: str | Path) -> None:
         raise CheckpointError(
             f"{path}: checkpoint is corrupt: its {', '.join(repr(k) for k in bad)} "
             f"{'entry does' if len(bad) == 1 else 'entries do'} not match the sha256 recorded when it was "
-            "written (the file was damaged after it was saved); use an earlier or intact copy")
+            "written (the file was damaged after it was saved); use an earlier or intact copy"
+        )
 
 
 def save_checkpoint(path: str | Path, model: FNAC, cfg: Config, **state: Any) -> None:
@@ -175,8 +177,10 @@ def save_checkpoint(path: str | Path, model: FNAC, cfg: Config, **state: Any) ->
 def read_checkpoint(path: str | Path) -> dict:
     p = Path(path)
     if p.is_dir():
-        raise CheckpointError(f"{p}: is a folder, not a checkpoint file (an exported model folder holds "
-                              f"{EXPORT_CONFIG} and {EXPORT_WEIGHTS})")
+        raise CheckpointError(
+            f"{p}: is a folder, not a checkpoint file (an exported model folder holds "
+            f"{EXPORT_CONFIG} and {EXPORT_WEIGHTS})"
+        )
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     if p.stat().st_size == 0:
@@ -222,8 +226,9 @@ def read_export_meta(folder: str | Path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT or not isinstance(meta.get("model"), dict):
-        raise CheckpointError(f"{cfg_path}: not an fnac export (expected \"format\": \"{EXPORT_FORMAT}\" "
-                              "and a \"model\" section)")
+        raise CheckpointError(
+            f'{cfg_path}: not an fnac export (expected "format": "{EXPORT_FORMAT}" and a "model" section)'
+        )
     return meta
 
 
@@ -238,13 +243,16 @@ def read_export(folder: str | Path) -> tuple[dict, dict[str, Tensor]]:
 
         digest = sha256_file(weights)
         if digest != expected:
-            raise CheckpointError(f"{weights}: does not match {cfg_path.name} (sha256 {digest[:16]}..., "
-                                  f"{cfg_path.name} says {str(expected)[:16]}...)")
+            raise CheckpointError(
+                f"{weights}: does not match {cfg_path.name} (sha256 {digest[:16]}..., "
+                f"{cfg_path.name} says {str(expected)[:16]}...)"
+            )
     try:
         from safetensors.torch import load_file
     except ImportError:
-        raise CheckpointError(f"{d}: reading an exported model needs the safetensors package "
-                              "(pip install safetensors)") from None
+        raise CheckpointError(
+            f"{d}: reading an exported model needs the safetensors package (pip install safetensors)"
+        ) from None
     try:
         sd = load_file(str(weights), device="cpu")
     except Exception as e:  # noqa: BLE001 - a corrupt or foreign file, for the user

@@ -1,4 +1,5 @@
 """The `fnac` command line: a thin shell over the library. `main(argv)` returns an exit code."""
+
 from __future__ import annotations
 
 import argparse

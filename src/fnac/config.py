@@ -3,6 +3,7 @@
 Defaults equal the reference recipe (docs/method.md §3). Unknown keys and wrong types fail before
 anything runs, naming the key. Imports nothing of fnac but errors.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,8 +59,12 @@ class DataConfig:
     image_size: int = 224  # square model input (test: bicubic resize; train: resize 1.1x + random crop)
     audio_duration: float = 3.0  # seconds of audio centred in the clip
     sample_rate: int = 0  # 0 = keep the file's native rate (the reference); >0 resamples
-    spec_mask: Literal["reference", "specaugment", "none"] = "reference"  # "reference" (axis-swapped masks), "specaugment" (axis-correct), "none"
-    alpha: Literal["drop", "white"] = "drop"  # transparent frames: "drop" the alpha channel (the reference) or composite over "white"
+    spec_mask: Literal["reference", "specaugment", "none"] = (
+        "reference"  # "reference" (axis-swapped masks), "specaugment" (axis-correct), "none"
+    )
+    alpha: Literal["drop", "white"] = (
+        "drop"  # transparent frames: "drop" the alpha channel (the reference) or composite over "white"
+    )
     num_workers: int = 2
     max_skip_fraction: float = 0.05  # stop training when more than this fraction of samples fail to load
     # Added for the fast data path: a folder written by `fnac cache` ("" = read the plain layout, as
@@ -98,11 +103,17 @@ class TrainConfig:
     log_every: int = 10  # steps between JSONL log lines
     val_every: int = 1  # epochs between validation passes (best checkpoint chosen on val only)
     eval_upsample: Literal["bicubic", "bilinear"] = "bicubic"  # validation protocol: interpolation
-    eval_threshold: Literal["median_ge", "median_gt", "fixed", "absolute"] = "median_ge"  # validation protocol: threshold variant
+    eval_threshold: Literal["median_ge", "median_gt", "fixed", "absolute"] = (
+        "median_ge"  # validation protocol: threshold variant
+    )
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 caps steps (smoke runs)
     save_every_steps: int = 0  # also write `latest` every N steps mid-epoch (0 = end of epoch only)
-    on_nonfinite: Literal["stop", "skip"] = "stop"  # non-finite loss: "stop" or "skip" the batch (never saved either way)
-    amp: Literal["none", "bf16"] = "none"  # mixed precision: "none" or "bf16" (autocast; on CPU too, where it is rarely faster)
+    on_nonfinite: Literal["stop", "skip"] = (
+        "stop"  # non-finite loss: "stop" or "skip" the batch (never saved either way)
+    )
+    amp: Literal["none", "bf16"] = (
+        "none"  # mixed precision: "none" or "bf16" (autocast; on CPU too, where it is rarely faster)
+    )
     channels_last: bool = False  # NHWC image batches and visual weights (faster convolutions on GPU)
     compile: bool = False
     # Added with the benchmarks: torch.compile backend when train.compile is on ("inductor" = default;
@@ -129,8 +140,7 @@ def _check_type(key: str, value: Any, typ: Any) -> Any:
         allowed = typing.get_args(typ)
         if isinstance(value, str) and value in allowed:
             return value
-        raise ConfigError(f"config key '{key}' must be one of {', '.join(repr(a) for a in allowed)}; "
-                          f"got {value!r}")
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is float and isinstance(value, str):
@@ -146,9 +156,7 @@ def _check_type(key: str, value: Any, typ: Any) -> Any:
             return value
     else:
         return value
-    raise ConfigError(
-        f"config key '{key}' expects {typ.__name__}, got {type(value).__name__} {value!r}"
-    )
+    raise ConfigError(f"config key '{key}' expects {typ.__name__}, got {type(value).__name__} {value!r}")
 
 
 def _merge(obj: Any, values: dict, prefix: str, source: str) -> None:
@@ -159,9 +167,7 @@ def _merge(obj: Any, values: dict, prefix: str, source: str) -> None:
     for k, v in values.items():
         key = f"{prefix}{k}"
         if k not in names:
-            raise ConfigError(
-                f"{source}: unknown config key '{key}' (known: {', '.join(sorted(names))})"
-            )
+            raise ConfigError(f"{source}: unknown config key '{key}' (known: {', '.join(sorted(names))})")
         cur = getattr(obj, k)
         if dataclasses.is_dataclass(cur):
             _merge(cur, v, key + ".", source)
@@ -244,8 +250,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
 
 
 BUILTIN_DIR = Path(__file__).parent / "configs"

@@ -1,5 +1,6 @@
 """Thin helpers over torch.distributed. Every function is a no-op in a single process, and nothing
 here creates a process group on import (torchrun sets the environment; `init_from_env` joins it)."""
+
 from __future__ import annotations
 
 import os
@@ -73,4 +74,3 @@ def gather_with_grad(x: Tensor) -> Tensor:
     if world_size() == 1:
         return x
     return _GatherWithGrad.apply(x)
-

@@ -6,6 +6,7 @@ Three kinds of benchmark, chosen by what the samples carry:
 - segmentation (``mask``, AVSBench): mIoU and F-score (section 6).
 Trivial baselines (centre prior, whole image, random map) are scored on the same samples.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,7 +51,9 @@ class Protocol:
             raise ConfigError(f"fscore: expected 'dataset' or 'per_video', got {self.fscore!r}")
 
     def describe(self) -> str:
-        m = {"av": "AV map", "obj": "object map (OGL prior only)", "av_obj": f"AV+object (OGL, alpha {self.alpha})"}[self.map]
+        m = {"av": "AV map", "obj": "object map (OGL prior only)", "av_obj": f"AV+object (OGL, alpha {self.alpha})"}[
+            self.map
+        ]
         return f"{m}, {self.upsample} upsampling, threshold {self.threshold}"
 
 
@@ -69,8 +72,10 @@ class EvalResult:
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def header(self) -> str:
-        return (f"{self.dataset} {self.split}: {self.n_evaluated} evaluated of {self.n_listed} listed "
-                f"({len(self.missing)} missing, {len(self.failed)} failed to load) | {self.protocol.describe()}")
+        return (
+            f"{self.dataset} {self.split}: {self.n_evaluated} evaluated of {self.n_listed} listed "
+            f"({len(self.missing)} missing, {len(self.failed)} failed to load) | {self.protocol.describe()}"
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,7 +90,9 @@ def _baseline_maps(n: int, size: int, seed: int) -> dict[str, np.ndarray]:
     return {
         "centre prior": np.broadcast_to(centre, (n, size, size)),
         "whole image": np.broadcast_to(whole, (n, size, size)),
-        "random": np.stack([loc.random_map(size, rng) for _ in range(n)]) if n else np.zeros((0, size, size), np.float32),
+        "random": np.stack([loc.random_map(size, rng) for _ in range(n)])
+        if n
+        else np.zeros((0, size, size), np.float32),
     }
 
 
@@ -132,8 +139,12 @@ class _Scores:
         result = {"ciou50": float(np.mean(c >= 0.5)), "auc": metrics.auc(c), "mean_ciou": float(c.mean())}
         rows: list[dict[str, Any]] = []
         for i, sid in enumerate(self.ids):
-            row: dict[str, Any] = {"id": sid, "ciou": self.cious[i], "peak_x": self.peaks[i][0],
-                                   "peak_y": self.peaks[i][1]}
+            row: dict[str, Any] = {
+                "id": sid,
+                "ciou": self.cious[i],
+                "peak_x": self.peaks[i][0],
+                "peak_y": self.peaks[i][1],
+            }
             if self.kind == "extended":
                 row.update(positive=self.positives[i], confidence=self.confs[i])
             rows.append(row)
@@ -162,8 +173,9 @@ class _Scores:
 def _batch_kind(batch: dict, dataset: Any) -> str | None:
     """The benchmark a batch belongs to (None keeps the current one); DataError without gt maps."""
     if "gt_map" not in batch:
-        raise DataError(f"{dataset.list_path}: split '{dataset.split}' has no "
-                        "annotations (gt maps); cannot evaluate localization")
+        raise DataError(
+            f"{dataset.list_path}: split '{dataset.split}' has no annotations (gt maps); cannot evaluate localization"
+        )
     if "mask" in batch:
         return "segmentation"
     if "positive" in batch:
@@ -171,16 +183,18 @@ def _batch_kind(batch: dict, dataset: Any) -> str | None:
     return None
 
 
-def _score_maps(raw: torch.Tensor, obj: torch.Tensor | None, gt: torch.Tensor, protocol: Protocol,
-                tau: float) -> tuple[list[float], torch.Tensor]:
+def _score_maps(
+    raw: torch.Tensor, obj: torch.Tensor | None, gt: torch.Tensor, protocol: Protocol, tau: float
+) -> tuple[list[float], torch.Tensor]:
     """cIoU of each map of a batch, on the maps' device: the protocol's map (the AV map, or an OGL
     combination with the object map), upsampled to the gt size, thresholded and scored
     (metrics.evaluate_batch_torch). Also returns the min-max upsampled maps (B, H, W)."""
     if protocol.map != "av" and protocol.threshold == "absolute":
         raise ConfigError("threshold 'absolute' applies to the raw AV map only (map=av)")
     size = gt.shape[-1]
-    maps = raw if protocol.map == "av" else loc.ogl_maps(raw, obj, protocol.alpha, size,
-                                                         protocol.upsample)[protocol.map]
+    maps = (
+        raw if protocol.map == "av" else loc.ogl_maps(raw, obj, protocol.alpha, size, protocol.upsample)[protocol.map]
+    )
     up = loc.upsample(loc.nan_to_min(maps), size, protocol.upsample)  # (B, H, W)
     cious = metrics.evaluate_batch_torch(up, gt, protocol.threshold, tau).cpu().tolist()
     return cious, loc.minmax(up)
@@ -237,8 +251,14 @@ def evaluate_model(
     tau = float(model.tau) if model is not None else 0.03
     dataset = as_dataset(dataset)
     dataset.prepare_for(device)  # a cached dataset: finish samples on the device, or in workers on CPU
-    loader: Any = DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=opts.num_workers,
-                             collate_fn=collate, pin_memory=opts.pin_memory and device.type == "cuda")
+    loader: Any = DataLoader(
+        dataset,
+        batch_size=opts.batch_size,
+        shuffle=False,
+        num_workers=opts.num_workers,
+        collate_fn=collate,
+        pin_memory=opts.pin_memory and device.type == "cuda",
+    )
     if opts.progress:
         from tqdm import tqdm
 
@@ -265,10 +285,19 @@ def evaluate_model(
     if not s.ids:
         raise DataError(f"{dataset.list_path}: no sample could be evaluated ({len(s.failed)} failed to load)")
     result_metrics, per_sample = s.model_metrics(protocol) if model is not None else ({}, [])
-    return EvalResult(dataset=dataset.name, split=dataset.split, kind=s.kind, protocol=protocol,
-                      n_listed=len(dataset.listed), n_evaluated=len(s.ids), missing=list(dataset.missing),
-                      failed=s.failed, metrics=result_metrics, per_sample=per_sample,
-                      baselines=s.baseline_metrics())
+    return EvalResult(
+        dataset=dataset.name,
+        split=dataset.split,
+        kind=s.kind,
+        protocol=protocol,
+        n_listed=len(dataset.listed),
+        n_evaluated=len(s.ids),
+        missing=list(dataset.missing),
+        failed=s.failed,
+        metrics=result_metrics,
+        per_sample=per_sample,
+        baselines=s.baseline_metrics(),
+    )
 
 
 def _options(options: EvalOptions | None, overrides: dict[str, Any]) -> EvalOptions:
@@ -277,8 +306,11 @@ def _options(options: EvalOptions | None, overrides: dict[str, Any]) -> EvalOpti
     the device."""
     overrides = dict(overrides)
     if overrides.pop("device_metrics", None) is not None:
-        warnings.warn("evaluate_model(device_metrics=...) is ignored: maps are always scored on the device",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            "evaluate_model(device_metrics=...) is ignored: maps are always scored on the device",
+            DeprecationWarning,
+            stacklevel=3,
+        )
     known = {f.name for f in fields(EvalOptions)}
     unknown = sorted(set(overrides) - known)
     if unknown:

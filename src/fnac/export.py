@@ -5,6 +5,7 @@ The folder holds ``model.safetensors`` (the model's tensors and nothing else: no
 ImageNet weights the run started from, the file it came from) and a short ``README.md`` model card.
 `fnac.load_checkpoint(folder)` and every ``--checkpoint`` option read it back without unpickling.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -126,8 +127,7 @@ def model_card(meta: dict, out: Path) -> str:
         loss = run.get("loss", {})
         if all(float(loss.get(k, 1)) == 0 for k in ("fns1", "tns", "fns2")):
             method = "EZ-VSL (FNAC with its three extra loss weights at 0)"
-    origin = ("trained with fnac" if src["kind"] == "fnac"
-              else "a checkpoint released by the FNAC authors")
+    origin = "trained with fnac" if src["kind"] == "fnac" else "a checkpoint released by the FNAC authors"
     lines = [
         f"# {out.name}: audio-visual sound source localization model ({method.split(' ')[0]})",
         "",
@@ -141,7 +141,7 @@ def model_card(meta: dict, out: Path) -> str:
         f"fnac eval --checkpoint {out.name} --config CONFIG data.root=...",
         "```",
         "",
-        f"In Python: `fnac.load_checkpoint(\"{out.name}\")`. Loading reads `{EXPORT_CONFIG}` (JSON) and "
+        f'In Python: `fnac.load_checkpoint("{out.name}")`. Loading reads `{EXPORT_CONFIG}` (JSON) and '
         f"`{EXPORT_WEIGHTS}` (tensors only); nothing in this folder is unpickled or run.",
         "",
         "## Model",
@@ -169,8 +169,10 @@ def model_card(meta: dict, out: Path) -> str:
             f"- The full run configuration is `run_config` in `{EXPORT_CONFIG}`",
         ]
     else:
-        lines.append("- Not recorded in the file (the authors' README says which set each released file was "
-                     f"trained on); exported at epoch {src.get('epoch')}")
+        lines.append(
+            "- Not recorded in the file (the authors' README says which set each released file was "
+            f"trained on); exported at epoch {src.get('epoch')}"
+        )
     lines += ["", "## Validation", ""]
     best = meta.get("best")
     if src["kind"] == "fnac" and isinstance(best, dict):

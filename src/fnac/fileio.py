@@ -13,6 +13,7 @@ one at the final name.
 
 Imports nothing from fnac (layer 0).
 """
+
 from __future__ import annotations
 
 import json
@@ -108,8 +109,9 @@ def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = True) -> Path:
     return p
 
 
-def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8", newline: str | None = None,
-                      fsync: bool = True) -> Path:
+def atomic_write_text(
+    path: PathLike, text: str, encoding: str = "utf-8", newline: str | None = None, fsync: bool = True
+) -> Path:
     """Write ``text`` to ``path`` atomically (folders created). ``newline`` as for ``open``."""
     p = Path(path)
     with atomic_path(p, fsync=fsync) as tmp, open(tmp, "w", encoding=encoding, newline=newline) as f:

@@ -14,6 +14,7 @@ a synthetic clip's per-frame ground truth in `fnac.scoring`; the names that `fna
 before (`FrameResult`, `VideoResult`, `PairResult`, `write_overlay_video`, `write_stills`, `write_json`,
 `pick_stills`, `score_clip`) are still importable from here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,12 +39,34 @@ from fnac.results import MAP_SIZE, FrameResult, PairResult, VideoResult
 from fnac.scoring import score_clip
 
 __all__ = [  # the public names, those defined elsewhere included (kept importable from here)
-    "MAP_SIZE", "MAX_VIDEO_PIXELS", "MAX_VIDEO_SECONDS", "MIN_AUDIO_SECONDS", "SILENCE_PEAK",
-    "FrameResult", "PairResult", "VideoResult",
-    "audio_batch", "check_video", "default_alpha", "default_image_size", "default_sample_rate",
-    "default_window", "frame_result", "iter_video_frames_checked", "load_audio_checked", "load_model",
-    "localize_pair", "localize_pair_result", "localize_video", "map_confidence", "pick_stills",
-    "score_clip", "smooth_frames", "write_json", "write_overlay_video", "write_stills",
+    "MAP_SIZE",
+    "MAX_VIDEO_PIXELS",
+    "MAX_VIDEO_SECONDS",
+    "MIN_AUDIO_SECONDS",
+    "SILENCE_PEAK",
+    "FrameResult",
+    "PairResult",
+    "VideoResult",
+    "audio_batch",
+    "check_video",
+    "default_alpha",
+    "default_image_size",
+    "default_sample_rate",
+    "default_window",
+    "frame_result",
+    "iter_video_frames_checked",
+    "load_audio_checked",
+    "load_model",
+    "localize_pair",
+    "localize_pair_result",
+    "localize_video",
+    "map_confidence",
+    "pick_stills",
+    "score_clip",
+    "smooth_frames",
+    "write_json",
+    "write_overlay_video",
+    "write_stills",
 ]
 
 log = logging.getLogger(__name__)
@@ -116,9 +139,7 @@ def load_audio_checked(
     warnings: list[str] = []
     seconds = x.shape[0] / sr
     if seconds < MIN_AUDIO_SECONDS:
-        raise MediaError(
-            f"{path}: the audio is only {seconds:.3f} s long; at least {MIN_AUDIO_SECONDS} s is needed"
-        )
+        raise MediaError(f"{path}: the audio is only {seconds:.3f} s long; at least {MIN_AUDIO_SECONDS} s is needed")
     if int(round(sr * window)) < faudio.N_FFT:
         raise MediaError(
             f"{path}: a {window} s window at {sr} Hz holds {int(round(sr * window))} samples, fewer than "
@@ -132,14 +153,17 @@ def load_audio_checked(
             "(pass --allow-silent to localize anyway)"
         )
     if seconds < window:
-        msg = (f"{path}: the audio is {seconds:.2f} s long, shorter than the {window:g} s window: "
-               "every window is the clip tiled from its start (the reference's rule)")
+        msg = (
+            f"{path}: the audio is {seconds:.2f} s long, shorter than the {window:g} s window: "
+            "every window is the clip tiled from its start (the reference's rule)"
+        )
         warnings.append(msg)  # returned, not logged: the caller shows it once (or not, when quiet)
     return x, sr, warnings
 
 
-def audio_batch(x: np.ndarray, sr: int, centres: list[float], window: float, device: str | torch.device
-                ) -> torch.Tensor:
+def audio_batch(
+    x: np.ndarray, sr: int, centres: list[float], window: float, device: str | torch.device
+) -> torch.Tensor:
     """Model input for windows of `window` s centred at each time: (B, 1, 257, T)."""
     wins = np.stack([faudio.centre_window(x, sr, window, centre=c) for c in centres])  # (B, L)
     wav = torch.from_numpy(np.ascontiguousarray(wins, dtype=np.float32)).to(device)
@@ -216,16 +240,21 @@ def check_video(path: str | os.PathLike, max_seconds: float = MAX_VIDEO_SECONDS)
     MAX_VIDEO_PIXELS pixels, at most `max_seconds` long (0 = no limit). MediaError otherwise."""
     info = media.probe(path)
     if max_seconds and info.duration > max_seconds:
-        raise MediaError(f"{path}: the clip lasts {info.duration:.0f} s, more than the limit of {max_seconds:.0f} s "
-                         "(cut it, or raise the limit with --max-seconds)")
+        raise MediaError(
+            f"{path}: the clip lasts {info.duration:.0f} s, more than the limit of {max_seconds:.0f} s "
+            "(cut it, or raise the limit with --max-seconds)"
+        )
     if not info.has_video:
-        raise MediaError(f"{path}: no video track (localization needs pictures; for a still image use "
-                         "--image IMG --audio AUDIO)")
+        raise MediaError(
+            f"{path}: no video track (localization needs pictures; for a still image use --image IMG --audio AUDIO)"
+        )
     if not info.has_audio:
         raise NoAudioTrackError(f"{path}: no audio track; localization needs the sound")
     if info.width * info.height > MAX_VIDEO_PIXELS:
-        raise MediaError(f"{path}: frames of {info.width}x{info.height} are too large to decode safely "
-                         f"(limit {MAX_VIDEO_PIXELS} pixels); downscale the video first")
+        raise MediaError(
+            f"{path}: frames of {info.width}x{info.height} are too large to decode safely "
+            f"(limit {MAX_VIDEO_PIXELS} pixels); downscale the video first"
+        )
     return info
 
 
@@ -292,9 +321,21 @@ def localize_video(
     elapsed = time.perf_counter() - t0
     n_frames = counts.get("decoded", last_index + 1)  # frames decoded, not the container's estimate
     return VideoResult(
-        path=path, frames=frames, fps=info.fps, n_frames=n_frames, width=info.width, height=info.height,
-        duration=info.duration, audio_duration=x.shape[0] / sr, sample_rate=sr, every=every,
-        window=float(window), image_size=size, elapsed=elapsed, warnings=warnings, smooth=float(smooth),
+        path=path,
+        frames=frames,
+        fps=info.fps,
+        n_frames=n_frames,
+        width=info.width,
+        height=info.height,
+        duration=info.duration,
+        audio_duration=x.shape[0] / sr,
+        sample_rate=sr,
+        every=every,
+        window=float(window),
+        image_size=size,
+        elapsed=elapsed,
+        warnings=warnings,
+        smooth=float(smooth),
     )
 
 
@@ -322,8 +363,9 @@ def localize_pair(
     """Localize the sound of an audio file (window centred in the clip, the reference's test-time
     input) in a still image. `audio_path` may be any file with an audio track (wav, flac, mp4, ...).
     The frame only; `localize_pair_result` also returns the settings and warnings."""
-    return localize_pair_result(model, image_path, audio_path, window, device, image_size, sample_rate,
-                                allow_silent).frame
+    return localize_pair_result(
+        model, image_path, audio_path, window, device, image_size, sample_rate, allow_silent
+    ).frame
 
 
 def localize_pair_result(
@@ -348,6 +390,16 @@ def localize_pair_result(
     specs = audio_batch(x, sr, [centre], window, device)  # (1, 1, 257, T)
     raw = _maps(model, images, specs)[0]  # (h, w)
     fr = frame_result(0, centre, raw, model.tau)
-    return PairResult(image=str(image_path), audio=str(audio_path), frame=fr, width=img.width, height=img.height,
-                      audio_duration=x.shape[0] / sr, sample_rate=sr, window=float(window), image_size=size,
-                      elapsed=time.perf_counter() - t0, warnings=warnings)
+    return PairResult(
+        image=str(image_path),
+        audio=str(audio_path),
+        frame=fr,
+        width=img.width,
+        height=img.height,
+        audio_duration=x.shape[0] / sr,
+        sample_rate=sr,
+        window=float(window),
+        image_size=size,
+        elapsed=time.perf_counter() - t0,
+        warnings=warnings,
+    )

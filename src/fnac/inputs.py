@@ -14,6 +14,7 @@ Two kinds of batch arrive (``fnac.data.collate`` of the samples of ``fnac.data.D
   normalisation, spectrogram, log, masks and / 12 are computed here, batched on the device (docs/method.md
   §4, "Image" and "Audio").
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -62,8 +63,9 @@ def apply_mask_params(logspec: Tensor, params: Tensor) -> Tensor:
     return logspec.masked_fill(hit, 0.0)
 
 
-def model_inputs(batch: dict[str, Any], device: torch.device | str, channels_last: bool = False,
-                 non_blocking: bool = True) -> tuple[Tensor, Tensor]:
+def model_inputs(
+    batch: dict[str, Any], device: torch.device | str, channels_last: bool = False, non_blocking: bool = True
+) -> tuple[Tensor, Tensor]:
     """(images (B, 3, S, S) float32, specs (B, 1, 257, T) float32) on ``device`` from a collated batch.
 
     Finished batches already hold both (moved only). Raw batches hold uint8 images (normalised here,

@@ -11,6 +11,7 @@ sanitise raw maps before upsampling when they may hold NaN (metrics.evaluate doe
 
 Imports nothing of fnac but errors.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, TypeVar
@@ -43,17 +44,16 @@ __all__ = [
 ]
 
 
-def _as_float32(maps: np.ndarray | torch.Tensor, name: str = "maps", min_ndim: int = 2,
-                max_ndim: int = 3) -> np.ndarray | torch.Tensor:
+def _as_float32(
+    maps: np.ndarray | torch.Tensor, name: str = "maps", min_ndim: int = 2, max_ndim: int = 3
+) -> np.ndarray | torch.Tensor:
     """Float32 view/copy of `maps` (numpy stays numpy, torch stays torch); checks the rank."""
     if isinstance(maps, torch.Tensor):
         out = maps.float()
     else:
         out = np.asarray(maps, dtype=np.float32)
     if not min_ndim <= out.ndim <= max_ndim:
-        raise DataError(
-            f"{name}: expected {min_ndim} to {max_ndim} dimensions, got shape {tuple(out.shape)}"
-        )
+        raise DataError(f"{name}: expected {min_ndim} to {max_ndim} dimensions, got shape {tuple(out.shape)}")
     return out
 
 
@@ -87,8 +87,9 @@ def nan_to_min(maps: Maps) -> Maps:
     return np.where(finite, x, lo).astype(np.float32)
 
 
-def upsample(maps: Maps, size: int | tuple[int, int] = 224, mode: str = "bicubic",
-             align_corners: bool | None = None) -> Maps:
+def upsample(
+    maps: Maps, size: int | tuple[int, int] = 224, mode: str = "bicubic", align_corners: bool | None = None
+) -> Maps:
     """Resize (h, w) or (N, h, w) maps to (size, size) with torch's F.interpolate (docs/evaluation.md §2).
 
     mode "bicubic" uses align_corners=False (FNAC validation), "bilinear" align_corners=True (FNAC
@@ -146,9 +147,7 @@ def ogl_combine(av: Maps, obj: np.ndarray | torch.Tensor, alpha: float = 0.4) ->
     else:
         o = np.asarray(obj.detach().cpu() if isinstance(obj, torch.Tensor) else obj, dtype=np.float32)
     if tuple(a.shape) != tuple(o.shape):
-        raise DataError(
-            f"ogl_combine: av map shape {tuple(a.shape)} != object map shape {tuple(o.shape)}"
-        )
+        raise DataError(f"ogl_combine: av map shape {tuple(a.shape)} != object map shape {tuple(o.shape)}")
     return minmax(alpha * a + (1.0 - alpha) * o)
 
 
@@ -163,8 +162,9 @@ def object_map_from_features(feats: Maps) -> Maps:
     return np.abs(f).mean(axis=-3, dtype=np.float32)
 
 
-def ogl_maps(av_raw: Maps, obj_raw: Maps, alpha: float = 0.4, size: int = 224,
-             av_mode: str = "bicubic") -> dict[str, Maps]:
+def ogl_maps(
+    av_raw: Maps, obj_raw: Maps, alpha: float = 0.4, size: int = 224, av_mode: str = "bicubic"
+) -> dict[str, Maps]:
     """The three maps OGL reports (docs/method.md §5), each min-max normalised at `size`.
 
     av_raw: raw cos/tau maps (N, h, w) upsampled with `av_mode`; obj_raw: object maps (N, h', w')
@@ -178,6 +178,7 @@ def ogl_maps(av_raw: Maps, obj_raw: Maps, alpha: float = 0.4, size: int = 224,
 
 # ---------------------------------------------------------------------------------------------
 # Trivial baselines (docs/evaluation.md §7): print them next to every model result.
+
 
 def centre_prior_map(size: int = 224, sigma: float = 0.25) -> np.ndarray:
     """Isotropic Gaussian centred in the image, peak 1: exp(-r^2 / (2 (sigma * size)^2)).
@@ -206,6 +207,7 @@ def random_map(size: int = 224, rng: np.random.Generator | int | None = None) ->
 
 # ---------------------------------------------------------------------------------------------
 # Per-frame localization output.
+
 
 class PeakBox(NamedTuple):
     """Peak of a map and the box of the high-response region around it.

@@ -3,6 +3,7 @@
 Notation: img (B, C, h, w) unit-norm visual features v, aud (B, C) unit-norm audio embeddings a.
 S[n, m, h, w] = <v[n, :, h, w], a[m]> / tau is the similarity volume; rows are images, columns audios.
 """
+
 from __future__ import annotations
 
 import torch

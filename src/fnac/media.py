@@ -12,6 +12,7 @@ Usual pairs: mp4/mkv with libx264 + aac, avi with mpeg4 + pcm_s16le, webm with l
 so ``read_audio`` of a webm reports 48000 unless asked to resample). AAC in mp4 decodes sample-aligned
 with the input (the priming delay is skipped, trailing padding trimmed to the stream's length).
 """
+
 from __future__ import annotations
 
 import math
@@ -269,8 +270,9 @@ def _probe(p: Path) -> MediaInfo:
     return info
 
 
-def iter_video_frames(path: PathLike, every: int = 1, counts: dict | None = None
-                      ) -> Iterator[tuple[int, float, Image.Image]]:
+def iter_video_frames(
+    path: PathLike, every: int = 1, counts: dict | None = None
+) -> Iterator[tuple[int, float, Image.Image]]:
     """Yield ``(index, time_s, RGB image)`` for every ``every``-th decoded frame of the first video stream.
 
     ``time_s`` is the frame's presentation time relative to the stream's start (index / fps when the
@@ -308,8 +310,9 @@ def iter_video_frames(path: PathLike, every: int = 1, counts: dict | None = None
         counts["decoded"] = index + 1
 
 
-def iter_video_frames_checked(path: PathLike, every: int = 1, counts: dict | None = None
-                              ) -> Iterator[tuple[int, float, Image.Image]]:
+def iter_video_frames_checked(
+    path: PathLike, every: int = 1, counts: dict | None = None
+) -> Iterator[tuple[int, float, Image.Image]]:
     """``iter_video_frames``; any decoder failure surfaces as MediaError naming the file."""
     try:
         yield from iter_video_frames(path, every, counts)
@@ -356,7 +359,6 @@ def _as_stereo_or_mono(audio: np.ndarray, path: PathLike) -> np.ndarray:
     return np.ascontiguousarray(np.clip(a, -1.0, 1.0).T)  # (C, N)
 
 
-
 def auto_audio_codec(suffix: str) -> str:
     """The audio encoder ``write_video(audio_codec="auto")`` uses for a container suffix: libopus for
     .webm, pcm_s16le for .avi (the avi muxer shifts the video timestamps and keeps the encoder delay
@@ -381,9 +383,18 @@ class _VideoEncoder:
     muxer interleaves the two by time. All errors are MediaError naming the output ``p``, except those
     of FFmpeg while encoding, which ``write_video`` words."""
 
-    def __init__(self, container, p: Path, rate: Fraction, codec: str, pix_fmt: str,
-                 options: dict[str, str] | None, audio: np.ndarray | None, audio_codec: str,
-                 sample_rate: int) -> None:
+    def __init__(
+        self,
+        container,
+        p: Path,
+        rate: Fraction,
+        codec: str,
+        pix_fmt: str,
+        options: dict[str, str] | None,
+        audio: np.ndarray | None,
+        audio_codec: str,
+        sample_rate: int,
+    ) -> None:
         self.container, self.p, self.rate = container, p, rate
         self.codec, self.pix_fmt, self.options = codec, pix_fmt, options
         self.audio, self.audio_codec, self.sample_rate = audio, audio_codec, int(sample_rate)
@@ -410,8 +421,7 @@ class _VideoEncoder:
             self.vstream.codec_context.options = dict(self.options)
         if self.audio is not None:
             try:
-                self.astream = self.container.add_stream(self.audio_codec, rate=self.sample_rate,
-                                                         layout=self._layout())
+                self.astream = self.container.add_stream(self.audio_codec, rate=self.sample_rate, layout=self._layout())
             except Exception as e:
                 raise MediaError(f"{p}: audio encoder {self.audio_codec!r} unavailable ({_short(e)})") from e
         self.size = (h, w)
@@ -425,8 +435,9 @@ class _VideoEncoder:
         until = min(until, a.shape[1])
         while self.a_pos < until:
             end = min(self.a_pos + _AUDIO_CHUNK, until)
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[:, self.a_pos:end]), format="fltp",
-                                            layout=self._layout())  # (C, n) planar
+            af = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(a[:, self.a_pos : end]), format="fltp", layout=self._layout()
+            )  # (C, n) planar
             af.sample_rate = self.sample_rate
             af.pts = self.a_pos
             af.time_base = Fraction(1, self.sample_rate)

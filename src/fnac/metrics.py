@@ -11,6 +11,7 @@
 All fractions are returned in [0, 1]; print them x100 with two decimals. Pure numpy/torch; imports
 nothing of fnac but errors and localization.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,6 +58,7 @@ Box = tuple[int, int, int, int]
 
 # ---------------------------------------------------------------------------------------------
 # 1. Ground-truth maps
+
 
 def parse_flickr_xml(path: str | os.PathLike) -> list[Box]:
     """Boxes (xmin, ymin, xmax, ymax) of a Flickr-SoundNet annotation, ints in the 256 x 256 frame.
@@ -130,8 +132,9 @@ def _vggss_pixels(box: np.ndarray, size: int) -> Box:
     return int(x1), int(y1), int(x2), int(y2)
 
 
-def valid_boxes(boxes: Sequence[Sequence[float]] | np.ndarray, size: int = 224
-                ) -> tuple[list[tuple[float, float, float, float]], list[tuple[int, str]]]:
+def valid_boxes(
+    boxes: Sequence[Sequence[float]] | np.ndarray, size: int = 224
+) -> tuple[list[tuple[float, float, float, float]], list[tuple[int, str]]]:
     """Split VGG-SS boxes into usable ones and reported problems (docs/datasets.md: 18 degenerate boxes).
 
     Returns (valid, problems): `valid` the boxes whose rasterisation is non-empty, `problems` a list
@@ -171,6 +174,7 @@ def gt_map_vggss(boxes: Sequence[Sequence[float]] | np.ndarray, size: int = 224)
 
 # ---------------------------------------------------------------------------------------------
 # 2. Heat map -> binary prediction
+
 
 def _check_variant(variant: str) -> None:
     if variant not in THRESHOLD_VARIANTS:
@@ -225,6 +229,7 @@ def binarize(map224: loc.Maps, variant: str = "median_ge", tau: float = 0.03) ->
 # ---------------------------------------------------------------------------------------------
 # 3-4. cIoU and dataset-level numbers
 
+
 def ciou(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> float | np.ndarray:
     """Consensus IoU (docs/evaluation.md §3): sum(pred * gt) / (sum(gt) + sum(pred * (gt == 0))).
 
@@ -234,9 +239,7 @@ def ciou(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> floa
     p = np.asarray(pred.detach().cpu() if isinstance(pred, torch.Tensor) else pred, dtype=np.float64)
     g = np.asarray(gt.detach().cpu() if isinstance(gt, torch.Tensor) else gt, dtype=np.float64)
     if p.shape != g.shape or p.ndim not in (2, 3):
-        raise DataError(
-            f"ciou: prediction shape {p.shape} and gt shape {g.shape} must be equal (H, W) or (N, H, W)"
-        )
+        raise DataError(f"ciou: prediction shape {p.shape} and gt shape {g.shape} must be equal (H, W) or (N, H, W)")
     inter = (p * g).sum(axis=(-2, -1))
     gsum = g.sum(axis=(-2, -1))
     extra = (p * (g == 0)).sum(axis=(-2, -1))
@@ -252,8 +255,7 @@ def auc(cious: Sequence[float] | np.ndarray) -> float:
     if c.size == 0:
         raise DataError("auc: no cIoU values")
     s = [float(np.mean(c >= t)) for t in AUC_THRESHOLDS]
-    return float(sum((s[k] + s[k + 1]) / 2.0 * (AUC_THRESHOLDS[k + 1] - AUC_THRESHOLDS[k])
-                     for k in range(len(s) - 1)))
+    return float(sum((s[k] + s[k + 1]) / 2.0 * (AUC_THRESHOLDS[k + 1] - AUC_THRESHOLDS[k]) for k in range(len(s) - 1)))
 
 
 def _to_numpy32(x: np.ndarray | torch.Tensor | Sequence, name: str) -> np.ndarray:
@@ -266,9 +268,14 @@ def _to_numpy32(x: np.ndarray | torch.Tensor | Sequence, name: str) -> np.ndarra
     return arr
 
 
-def evaluate(maps: np.ndarray | torch.Tensor, gt_maps: np.ndarray | torch.Tensor,
-             upsample: str = "bicubic", threshold: str = "median_ge", tau: float = 0.03,
-             chunk: int = 256) -> dict:
+def evaluate(
+    maps: np.ndarray | torch.Tensor,
+    gt_maps: np.ndarray | torch.Tensor,
+    upsample: str = "bicubic",
+    threshold: str = "median_ge",
+    tau: float = 0.03,
+    chunk: int = 256,
+) -> dict:
     """cIoU protocol over a test set (docs/evaluation.md §2-4).
 
     maps: raw (N, h, w) maps (cos/tau, or any map for the relative variants) at any resolution;
@@ -285,9 +292,7 @@ def evaluate(maps: np.ndarray | torch.Tensor, gt_maps: np.ndarray | torch.Tensor
     m = _to_numpy32(maps, "maps")
     g = _to_numpy32(gt_maps, "gt maps")
     if m.ndim != 3 or g.ndim != 3:
-        raise DataError(
-            f"evaluate: expected maps (N, h, w) and gt maps (N, H, W), got {m.shape} and {g.shape}"
-        )
+        raise DataError(f"evaluate: expected maps (N, h, w) and gt maps (N, H, W), got {m.shape} and {g.shape}")
     if m.shape[0] != g.shape[0]:
         raise DataError(f"evaluate: {m.shape[0]} maps but {g.shape[0]} gt maps")
     n = m.shape[0]
@@ -297,9 +302,9 @@ def evaluate(maps: np.ndarray | torch.Tensor, gt_maps: np.ndarray | torch.Tensor
     n_nonfinite = int((~np.isfinite(m)).any(axis=(1, 2)).sum())
     cious = np.zeros(n, dtype=np.float64)
     for i in range(0, n, max(1, chunk)):
-        part = loc.nan_to_min(m[i:i + chunk])  # (n', h, w)
+        part = loc.nan_to_min(m[i : i + chunk])  # (n', h, w)
         up = loc.upsample(part, hw, upsample)  # (n', H, W)
-        cious[i:i + chunk] = ciou(binarize(up, threshold, tau), g[i:i + chunk])
+        cious[i : i + chunk] = ciou(binarize(up, threshold, tau), g[i : i + chunk])
     return {
         "ciou50": float(np.mean(cious >= 0.5)),
         "auc": auc(cious),
@@ -310,8 +315,9 @@ def evaluate(maps: np.ndarray | torch.Tensor, gt_maps: np.ndarray | torch.Tensor
     }
 
 
-def evaluate_batch_torch(maps224: torch.Tensor, gt: torch.Tensor, threshold: str = "median_ge",
-                         tau: float = 0.03) -> torch.Tensor:
+def evaluate_batch_torch(
+    maps224: torch.Tensor, gt: torch.Tensor, threshold: str = "median_ge", tau: float = 0.03
+) -> torch.Tensor:
     """Per-sample cIoU of maps already at the gt size, vectorised on any device.
 
     maps224 (N, H, W) (raw for "absolute", any map otherwise), gt (N, H, W) -> (N,) cIoU (float64,
@@ -325,8 +331,7 @@ def evaluate_batch_torch(maps224: torch.Tensor, gt: torch.Tensor, threshold: str
     g = torch.as_tensor(gt, device=maps224.device)
     if maps224.ndim != 3 or tuple(maps224.shape) != tuple(g.shape):
         raise DataError(
-            f"evaluate_batch_torch: maps {tuple(maps224.shape)} and gt {tuple(g.shape)} "
-            "must both be (N, H, W)"
+            f"evaluate_batch_torch: maps {tuple(maps224.shape)} and gt {tuple(g.shape)} must both be (N, H, W)"
         )
     acc = torch.float32 if maps224.device.type == "mps" else torch.float64
     pred = binarize(maps224, threshold, tau).to(acc)  # (N, H, W)
@@ -341,6 +346,7 @@ def evaluate_batch_torch(maps224: torch.Tensor, gt: torch.Tensor, threshold: str
 # ---------------------------------------------------------------------------------------------
 # 5. Extended metrics (SLAVC protocol)
 
+
 def extended_scores(raw_maps: loc.Maps, tau: float = 0.03, size: int = 224) -> loc.Maps:
     """Absolute scores (S + 1/tau) / (2/tau) of raw (N, h, w) cos/tau maps, upsampled to `size` with
     bicubic, align_corners=True (docs/evaluation.md §5). Feed to `confidence`."""
@@ -354,13 +360,14 @@ def confidence(scores224: np.ndarray | torch.Tensor) -> float | np.ndarray:
     h, w = s.shape[-2:]
     k = max(1, int(0.25 * h * w))
     flat = s.reshape(*s.shape[:-2], h * w).astype(np.float64)  # (..., H*W)
-    top = np.partition(flat, h * w - k, axis=-1)[..., h * w - k:]
+    top = np.partition(flat, h * w - k, axis=-1)[..., h * w - k :]
     out = top.mean(axis=-1)
     return float(out) if out.ndim == 0 else out
 
 
-def _precision_recall(conf: np.ndarray, hit: np.ndarray, pos: np.ndarray, thrs: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _precision_recall(
+    conf: np.ndarray, hit: np.ndarray, pos: np.ndarray, thrs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """P and R at each confidence threshold (docs/evaluation.md §5 counting rules), (M,) each.
 
     Detected = conf >= c. TP: positive, detected, ciou >= 0.5. FP: negative detected, or positive
@@ -375,8 +382,12 @@ def _precision_recall(conf: np.ndarray, hit: np.ndarray, pos: np.ndarray, thrs: 
     return p, r
 
 
-def extended_metrics(conf: Sequence[float] | np.ndarray, cious: Sequence[float] | np.ndarray,
-                     is_positive: Sequence[bool] | np.ndarray, iou_thr: float = 0.5) -> dict:
+def extended_metrics(
+    conf: Sequence[float] | np.ndarray,
+    cious: Sequence[float] | np.ndarray,
+    is_positive: Sequence[bool] | np.ndarray,
+    iou_thr: float = 0.5,
+) -> dict:
     """AP, max-F1 and LocAcc of the extended (silent / mismatched audio) test sets (docs/evaluation.md §5).
 
     conf (N,): `confidence` per sample; cious (N,): per-sample cIoU (relative protocol; ignored for
@@ -397,11 +408,11 @@ def extended_metrics(conf: Sequence[float] | np.ndarray, cious: Sequence[float] 
         raise DataError("extended_metrics: no samples")
     hit = iou >= iou_thr
     srt = np.sort(c)
-    ap_thrs = srt[:-1][::-max(1, n // 200)]
+    ap_thrs = srt[:-1][:: -max(1, n // 200)]
     p, r = _precision_recall(c, hit, pos, ap_thrs)
     p_mono = np.maximum.accumulate(p[::-1])[::-1]  # p_i = max_{j >= i} p_j
     ap = float(np.sum(p_mono[:-1] * (r[1:] - r[:-1]))) if len(p) > 1 else 0.0
-    p, r = _precision_recall(c, hit, pos, srt[::max(1, n // 10)])
+    p, r = _precision_recall(c, hit, pos, srt[:: max(1, n // 10)])
     f1 = np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1.0), 0.0)
     loc_acc = float(np.mean(hit[pos])) if pos.any() else math.nan
     return {"ap": ap, "max_f1": float(f1.max()), "loc_acc": loc_acc}
@@ -410,8 +421,10 @@ def extended_metrics(conf: Sequence[float] | np.ndarray, cious: Sequence[float] 
 # ---------------------------------------------------------------------------------------------
 # 6. AVSBench
 
-def _pair(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, name: str
-          ) -> tuple[np.ndarray, np.ndarray]:
+
+def _pair(
+    preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, name: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W) predictions (float dtype kept, others -> float32) and boolean masks (> 0.5)."""
     p = preds.detach().cpu().numpy() if isinstance(preds, torch.Tensor) else np.asarray(preds)
     if not np.issubdtype(p.dtype, np.floating):
@@ -439,8 +452,9 @@ def miou(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, thr
     return float(iou.mean())
 
 
-def _frame_fscores(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor,
-                   beta2: float, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def _frame_fscores(
+    preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, beta2: float, chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame F curves (N, 255) at FSCORE_THRESHOLDS and the non-empty-mask flag (N,).
 
     For frame i and threshold t_j: P_ij = TP / #(pred >= t_j) (0 if none predicted),
@@ -451,9 +465,9 @@ def _frame_fscores(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.T
     f = np.zeros((n, nt), dtype=np.float64)
     npos = m.reshape(n, -1).sum(axis=1)  # (N,)
     for i in range(0, n, chunk):
-        v = p[i:i + chunk].reshape(-1, p.shape[1] * p.shape[2]).astype(np.float64)  # (n', H*W)
+        v = p[i : i + chunk].reshape(-1, p.shape[1] * p.shape[2]).astype(np.float64)  # (n', H*W)
         v = np.where(np.isnan(v), -np.inf, v)
-        mm = m[i:i + chunk].reshape(v.shape)  # (n', H*W)
+        mm = m[i : i + chunk].reshape(v.shape)  # (n', H*W)
         # number of thresholds <= v: pixel fires at t_j exactly for j < idx
         idx = np.searchsorted(FSCORE_THRESHOLDS, v, side="right")  # (n', H*W) in [0, 255]
         nb = nt + 1
@@ -464,15 +478,14 @@ def _frame_fscores(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.T
         npred = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:].astype(np.float64)  # (n', 255)
         tp = np.cumsum(hist_tp[:, ::-1], axis=1)[:, ::-1][:, 1:].astype(np.float64)
         prec = np.divide(tp, npred, out=np.zeros_like(tp), where=npred > 0)
-        pos = npos[i:i + chunk, None].astype(np.float64)
+        pos = npos[i : i + chunk, None].astype(np.float64)
         rec = np.divide(tp, np.broadcast_to(pos, tp.shape), out=np.zeros_like(tp), where=pos > 0)
         den = beta2 * prec + rec
-        f[i:i + chunk] = np.divide((1 + beta2) * prec * rec, den, out=np.zeros_like(den), where=den > 0)
+        f[i : i + chunk] = np.divide((1 + beta2) * prec * rec, den, out=np.zeros_like(den), where=den > 0)
     return f, npos > 0
 
 
-def fscore_curve(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor,
-                 beta2: float = 0.3) -> np.ndarray:
+def fscore_curve(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, beta2: float = 0.3) -> np.ndarray:
     """Dataset-mean F curve (255,) over FSCORE_THRESHOLDS = linspace(0, 1 - 1e-10, 255) (docs/evaluation.md §6).
 
     preds (N, H, W) probabilities in [0, 1] (sigmoid of logits, or min-max normalised maps); masks
@@ -487,16 +500,19 @@ def fscore_curve(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Ten
     return f[nonempty].mean(axis=0)
 
 
-def fscore_dataset(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor,
-                   beta2: float = 0.3) -> float:
+def fscore_dataset(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, beta2: float = 0.3) -> float:
     """AVSBench F-score, batch-size independent: max over thresholds of `fscore_curve` (one
     threshold for the whole dataset; equals the official number with one batch holding every frame)."""
     return float(fscore_curve(preds, masks, beta2).max())
 
 
-def fscore_per_video_compat(preds: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor,
-                            groups: Sequence[Hashable] | None = None, batch_size: int = 5,
-                            beta2: float = 0.3) -> float:
+def fscore_per_video_compat(
+    preds: np.ndarray | torch.Tensor,
+    masks: np.ndarray | torch.Tensor,
+    groups: Sequence[Hashable] | None = None,
+    batch_size: int = 5,
+    beta2: float = 0.3,
+) -> float:
     """Compatibility option reproducing the official AVSBench F-score (batch-size dependent).
 
     Frames are grouped as the official test loop batches them: by `groups` (one key per frame, e.g.

@@ -5,6 +5,7 @@ over it (`fnac.visualize.heat_overlay`: jet colours, the box of the high-respons
 at the peak), plus the source's audio track. Every file is written to a temporary name and renamed
 (`fnac.fileio`), so a reader never sees half of one. Used by `fnac localize` and `fnac serve`.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,8 +77,9 @@ def _overlay_frames(result: VideoResult, alpha: float, draw_box: bool) -> Iterat
         if fr.index not in cache:
             cache.clear()
             cache[fr.index] = fr.map224
-        arr = heat_overlay(np.asarray(img, dtype=np.uint8), cache[fr.index], alpha,
-                           boxes=[fr.box] if draw_box else None, peak=fr.peak)
+        arr = heat_overlay(
+            np.asarray(img, dtype=np.uint8), cache[fr.index], alpha, boxes=[fr.box] if draw_box else None, peak=fr.peak
+        )
         yield _even(arr)
 
 
@@ -99,8 +101,15 @@ def write_overlay_video(
         raise MediaError(f"{out}: unsupported output format {suffix!r} (use one of {', '.join(VIDEO_ENCODERS)})")
     codec, options = VIDEO_ENCODERS[suffix]
     a, sr = _output_audio(result.path, suffix) if audio else (None, 16000)
-    media.write_video(out, _overlay_frames(result, alpha, draw_box), result.fps or 25.0, audio=a,
-                      sample_rate=sr, codec=codec, options=options)
+    media.write_video(
+        out,
+        _overlay_frames(result, alpha, draw_box),
+        result.fps or 25.0,
+        audio=a,
+        sample_rate=sr,
+        codec=codec,
+        options=options,
+    )
     return out
 
 
@@ -111,8 +120,7 @@ def pick_stills(n_localized: int, n: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n_localized - 1, min(n, n_localized))})
 
 
-def write_stills(result: VideoResult, out_dir: str | os.PathLike, n: int = 4, alpha: float = 0.5
-                 ) -> list[Path]:
+def write_stills(result: VideoResult, out_dir: str | os.PathLike, n: int = 4, alpha: float = 0.5) -> list[Path]:
     """PNG overlays (heat map, box, peak) of n evenly spaced localized frames:
     <out_dir>/<stem>_frame<index>.png."""
     chosen = {result.frames[k].index: result.frames[k] for k in pick_stills(len(result.frames), n)}
@@ -131,8 +139,9 @@ def write_stills(result: VideoResult, out_dir: str | os.PathLike, n: int = 4, al
     return paths
 
 
-def write_pair_overlay(frame: FrameResult, image_path: str | os.PathLike, out_png: str | os.PathLike,
-                       alpha: float = 0.5) -> Path:
+def write_pair_overlay(
+    frame: FrameResult, image_path: str | os.PathLike, out_png: str | os.PathLike, alpha: float = 0.5
+) -> Path:
     """PNG of the image with the pair's heat map, box and peak."""
     img = np.asarray(vision.open_image(image_path), dtype=np.uint8)
     return save_png(out_png, heat_overlay(img, frame.map224, alpha, boxes=[frame.box], peak=frame.peak))

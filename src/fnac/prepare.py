@@ -17,6 +17,7 @@ every other file of the input folder that is not used (not a video container, hi
 the CSV) in ``<out>/prepare_skipped.csv`` (file, reason); the ids of all prepared clips go to
 ``<out>/<list_name>``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -70,8 +71,10 @@ class PrepareReport:
     ignored_path: str = ""
 
     def summary(self) -> str:
-        text = (f"{self.prepared + self.skipped} of {self.clips} clips ready in {self.out_dir} "
-                f"({self.prepared} prepared now, {self.skipped} already done, {len(self.failures)} failed)")
+        text = (
+            f"{self.prepared + self.skipped} of {self.clips} clips ready in {self.out_dir} "
+            f"({self.prepared} prepared now, {self.skipped} already done, {len(self.failures)} failed)"
+        )
         if self.no_video:
             text += f"; {self.no_video} CSV rows have no video file"
         if self.files:
@@ -148,9 +151,12 @@ def _read_vggsound_csv(path: Path, split: str | None) -> list[tuple[str, float]]
     return rows
 
 
-def find_clips(input_dir: str | os.PathLike, csv_path: str | os.PathLike | None = None,
-               split: str | None = None, skipped: list[tuple[str, str]] | None = None
-               ) -> tuple[list[Clip], list[tuple[str, str, str]], int]:
+def find_clips(
+    input_dir: str | os.PathLike,
+    csv_path: str | os.PathLike | None = None,
+    split: str | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+) -> tuple[list[Clip], list[tuple[str, str, str]], int]:
     """Clips of the inputs (see the module docstring).
 
     Returns (clips, problems, no_video): problems are (id, file, reason) rows for inputs that cannot
@@ -206,12 +212,17 @@ def output_paths(out_dir: Path, cid: str) -> tuple[Path, Path]:
 def _reason(e: BaseException, src: str) -> str:
     msg = str(e).strip()
     if msg.startswith(src):
-        msg = msg[len(src):].lstrip(": ").strip()
+        msg = msg[len(src) :].lstrip(": ").strip()
     return msg or type(e).__name__
 
 
-def prepare_clip(clip: Clip, out_dir: str | os.PathLike, frame_time: float | None = None,
-                 sample_rate: int = 16000, min_duration: float = 3.0) -> str | None:
+def prepare_clip(
+    clip: Clip,
+    out_dir: str | os.PathLike,
+    frame_time: float | None = None,
+    sample_rate: int = 16000,
+    min_duration: float = 3.0,
+) -> str | None:
     """Write the frame and the wav of one clip; None on success, else the reason it failed
     ("no audio track", "no video track", "corrupt: ...", "too short: ...", ...)."""
     out = Path(out_dir)
@@ -327,8 +338,9 @@ def prepare(
     out_abs = out.resolve()  # the output folder may sit inside the input folder: not an input
     ignored = [(f, r) for f, r in ignored if not _inside(Path(f), out_abs)]
     used = {c.src for c in clips}
-    report = PrepareReport(str(out), clips=len(clips), no_video=no_video, ignored=ignored,
-                           files=len(used) + len(problems) + len(ignored))
+    report = PrepareReport(
+        str(out), clips=len(clips), no_video=no_video, ignored=ignored, files=len(used) + len(problems) + len(ignored)
+    )
     report.failures.extend(problems)
     todo = [c for c in clips if not all(p.is_file() for p in output_paths(out, c.id))]
     report.skipped = len(clips) - len(todo)

@@ -17,6 +17,7 @@ so `model.pretrained=FILE` loads it the way ImageNet weights load (fnac.models.f
 Progress (weights, optimizer, epoch) is checkpointed atomically beside FILE after every epoch;
 `resume=True` continues from there.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -106,12 +107,23 @@ def render_object(cfg: PretrainConfig, part: str, index: int) -> tuple[np.ndarra
     t = int(rng.integers(len(synth.TEXTURES)))
     hue = float(rng.uniform(0, 360))
     cls = synth.SynthClass(  # visual identity only; the sound fields are unused placeholders
-        index=-1, name=f"{synth.SHAPES[s]} {synth.TEXTURES[t]}", shape=synth.SHAPES[s],
-        texture=synth.TEXTURES[t], hue=hue, hue_range=(hue, hue), pitch_band=(0.0, 0.0), timbre="pure",
-        harmonics=synth.TIMBRES["pure"], modulation="steady", rhythm="continuous",
-        noise_band=(0.0, 0.0), noise_gain=0.0)
-    look = synth.SynthConfig(image_size=size, min_object_size=cfg.min_object_size,
-                             max_object_size=cfg.max_object_size, hue_jitter=0.0)
+        index=-1,
+        name=f"{synth.SHAPES[s]} {synth.TEXTURES[t]}",
+        shape=synth.SHAPES[s],
+        texture=synth.TEXTURES[t],
+        hue=hue,
+        hue_range=(hue, hue),
+        pitch_band=(0.0, 0.0),
+        timbre="pure",
+        harmonics=synth.TIMBRES["pure"],
+        modulation="steady",
+        rhythm="continuous",
+        noise_band=(0.0, 0.0),
+        noise_gain=0.0,
+    )
+    look = synth.SynthConfig(
+        image_size=size, min_object_size=cfg.min_object_size, max_object_size=cfg.max_object_size, hue_jitter=0.0
+    )
     obj = synth._sample_obj(rng, cls, look, size)
     synth._place(rng, [obj], size)
     canvas = synth._background(rng, size, cfg.clutter)
@@ -159,8 +171,8 @@ def accuracy(model: Classifier, images: Tensor, labels: Tensor, batch: int = 256
     model.eval()
     right = 0
     for a in range(0, len(labels), batch):
-        logits = model(normalize(images[a:a + batch]))
-        right += int((logits.argmax(1) == labels[a:a + batch]).sum())
+        logits = model(normalize(images[a : a + batch]))
+        right += int((logits.argmax(1) == labels[a : a + batch]).sum())
     return right / len(labels)
 
 
@@ -192,8 +204,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
         mine = cfg.to_dict()
         differ = sorted(k for k in mine if k != "epochs" and saved.get(k) != mine[k])
         if differ:
-            raise ConfigError(f"--resume: {sp} was written with other settings ({', '.join(differ)}); "
-                              "use the same ones (only epochs may grow)")
+            raise ConfigError(
+                f"--resume: {sp} was written with other settings ({', '.join(differ)}); "
+                "use the same ones (only epochs may grow)"
+            )
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         start, history = int(st["epoch"]), list(st.get("history", []))
@@ -209,11 +223,12 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
         model.train()
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)  # a pure function of the epoch
         order = torch.randperm(cfg.n_train, generator=g)
-        bar = tqdm(total=per_epoch, desc=f"pretrain {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            total=per_epoch, desc=f"pretrain {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False
+        )
         total, right, seen = 0.0, 0, 0
         for b in range(per_epoch):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x = normalize(_augment(x_train[idx], g))
             y = y_train[idx]
             logits = model(x)
@@ -228,18 +243,32 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, progres
             bar.set_postfix(loss=f"{total / seen:.3f}", acc=f"{right / seen:.2f}")
         bar.close()
         history.append({"epoch": epoch + 1, "loss": total / seen, "train_acc": right / seen})
-        log.info("epoch %d/%d: loss %.3f, training accuracy %.3f", epoch + 1, cfg.epochs, total / seen,
-                 right / seen)
-        atomic_save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "epoch": epoch + 1, "history": history}, sp)
+        log.info("epoch %d/%d: loss %.3f, training accuracy %.3f", epoch + 1, cfg.epochs, total / seen, right / seen)
+        atomic_save(
+            {
+                "config": cfg.to_dict(),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+            },
+            sp,
+        )
 
     acc = accuracy(model, x_test, y_test)
     atomic_save(model.torchvision_state_dict(), out)
-    summary = {"file": str(out), "test_accuracy": acc, "chance": 1.0 / cfg.n_labels,
-               "n_labels": cfg.n_labels, "epochs": cfg.epochs, "resumed_from": start if resume else None,
-               "seconds": round(time.perf_counter() - t0, 2), "config": cfg.to_dict(), "history": history}
+    summary = {
+        "file": str(out),
+        "test_accuracy": acc,
+        "chance": 1.0 / cfg.n_labels,
+        "n_labels": cfg.n_labels,
+        "epochs": cfg.epochs,
+        "resumed_from": start if resume else None,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "config": cfg.to_dict(),
+        "history": history,
+    }
     tmp = out.with_name(out.name + ".json.tmp")
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
     tmp.replace(out.with_name(out.name + ".json"))
     return summary
-

@@ -1,6 +1,7 @@
 """Evaluation runs as a user asks for them: load, evaluate under one or more protocols, write the
 per-sample CSV, metrics JSON and overlays, and return the printed table. Used by `fnac eval` and the demo.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,12 +14,17 @@ import numpy as np
 import torch
 
 from fnac import localization as loc
-from fnac.checkpoint import (checkpoint_config, is_reference_checkpoint, load_model_and_config, read_checkpoint,
-                             read_export_meta)
+from fnac.checkpoint import (
+    checkpoint_config,
+    is_reference_checkpoint,
+    load_model_and_config,
+    read_checkpoint,
+    read_export_meta,
+)
 from fnac.config import Config, from_dict, load_config, resolve_config_path
 from fnac.data import build_dataset, collate
-from fnac.inputs import model_inputs
 from fnac.evaluate import EvalResult, Protocol, evaluate_model, format_table
+from fnac.inputs import model_inputs
 from fnac.models.fnac import ObjectNet, localization_maps
 from fnac.train import resolve_device
 from fnac.vision import denormalize
@@ -27,8 +33,9 @@ from fnac.visualize import heat_overlay, save_png
 log = logging.getLogger(__name__)
 
 
-def resolve_eval_config(checkpoint: str | None, config: str | None, overrides: Sequence[str],
-                        stored: Config | None = None) -> Config:
+def resolve_eval_config(
+    checkpoint: str | None, config: str | None, overrides: Sequence[str], stored: Config | None = None
+) -> Config:
     """--config if given, else the checkpoint's stored config, else defaults; then the overrides.
     ``stored`` is the checkpoint's config when already loaded (the file is then not read again)."""
     if config:
@@ -82,8 +89,9 @@ def outline(gt: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def write_overlays(model: torch.nn.Module, dataset: Any, result: EvalResult, out_dir: Path, k: int,
-                   device: torch.device) -> list[Path]:
+def write_overlays(
+    model: torch.nn.Module, dataset: Any, result: EvalResult, out_dir: Path, k: int, device: torch.device
+) -> list[Path]:
     """Heat map over the frame with the ground-truth outline (white) for the k best and k worst samples."""
     if k <= 0 or not result.per_sample:
         return []
@@ -163,9 +171,17 @@ def run_evaluation(
     texts = []
     summary = []
     for i, proto in enumerate(protocols):
-        res = evaluate_model(model, dataset, proto, batch_size=batch_size, device=dev,
-                             num_workers=cfg.data.num_workers if workers is None else workers,
-                             object_net=object_net, baselines=baselines and i == 0, progress=True)
+        res = evaluate_model(
+            model,
+            dataset,
+            proto,
+            batch_size=batch_size,
+            device=dev,
+            num_workers=cfg.data.num_workers if workers is None else workers,
+            object_net=object_net,
+            baselines=baselines and i == 0,
+            progress=True,
+        )
         rows: dict[str, dict[str, float]] = {}
         if model is not None:
             rows[f"{label} ({proto.map})" if len(protocols) > 1 else label] = res.metrics

@@ -4,6 +4,7 @@ file").
 
 Plain data: computed by `fnac.inference`, written by `fnac.outputs`, scored by `fnac.scoring`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -5,6 +5,7 @@
 file fnac reads goes through :func:`safe_torch_load`: ``weights_only=True`` with an allow-list of just the
 types real files contain. Nothing here imports the model, so any module may use it.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -38,8 +39,13 @@ def _numpy_scalar_globals() -> list:
 # subprocess, sys...).
 _DISALLOWED_RE = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)")
 # torch's own lines around the reason, which advise turning the protection off: never shown
-_TORCH_ADVICE = ("Weights only load failed", "Check the documentation of torch.load", "Please use `torch.",
-                 "Please file an issue", "WeightsUnpickler error")
+_TORCH_ADVICE = (
+    "Weights only load failed",
+    "Check the documentation of torch.load",
+    "Please use `torch.",
+    "Please file an issue",
+    "WeightsUnpickler error",
+)
 
 
 def safe_torch_load(path: str | Path, what: str = "file") -> Any:
@@ -55,11 +61,14 @@ def safe_torch_load(path: str | Path, what: str = "file") -> Any:
         m = _DISALLOWED_RE.search(str(e))
         if m:
             name = m.group(1)
-            raise CheckpointError(f"{p}: refused to load this {what}: it contains the type '{name}', which "
-                                  "is not allowed (fnac loads only tensors and plain data, never code "
-                                  "from a file)") from None
-        raise CheckpointError(f"{p}: cannot read {what} ({_reason(e)}; fnac reads only files of tensors "
-                              "and plain data)") from None
+            raise CheckpointError(
+                f"{p}: refused to load this {what}: it contains the type '{name}', which "
+                "is not allowed (fnac loads only tensors and plain data, never code "
+                "from a file)"
+            ) from None
+        raise CheckpointError(
+            f"{p}: cannot read {what} ({_reason(e)}; fnac reads only files of tensors and plain data)"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any other failure is a corrupt or foreign file for the user
         raise CheckpointError(f"{p}: cannot read {what} ({type(e).__name__}: {_first_line(e)})") from None
 

@@ -5,6 +5,7 @@
 `score_clip` is what `fnac localize --gt` prints and writes into the JSON ("score"); the metrics are
 those of docs/evaluation.md §2-3 (`fnac.metrics`) computed on each frame's 224 x 224 map.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,9 +87,17 @@ def score_clip(result: VideoResult, gt_json: str | os.PathLike | dict) -> dict[s
         hit = _inside(fr.peak, boxes)
         silent = [o["bbox"] for o in g.get("objects", []) if o.get("object") != g.get("object")]
         silent_hit = (not hit) and bool(silent) and _inside(fr.peak, [list(b) for b in silent])
-        per_frame.append({"index": fr.index, "time": round(fr.time, 6), "gt_index": g.get("index"),
-                          "class": g.get("class"), "peak_in_box": hit, "peak_in_silent": silent_hit,
-                          "ciou": round(c, 5)})
+        per_frame.append(
+            {
+                "index": fr.index,
+                "time": round(fr.time, 6),
+                "gt_index": g.get("index"),
+                "class": g.get("class"),
+                "peak_in_box": hit,
+                "peak_in_silent": silent_hit,
+                "ciou": round(c, 5),
+            }
+        )
     if not per_frame:
         raise DataError(f"{source}: no localized frames to score")
     cious = np.array(cious)

@@ -17,6 +17,7 @@ masks/<id>.png, annotations.json, train/val/test.txt, classes.json, scenes.json,
 Every sample is drawn from its own generator seeded by (seed, split, index), so the output is
 byte-identical for a seed whatever the number of workers, and any sample can be regenerated alone.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -160,11 +161,35 @@ class SynthConfig:
 
 # ------------------------------------------------------------------------------------------------
 # Classes: a fixed function of (k, K, pitch range); the seed only varies the instances.
-SHAPES = ("disc", "square", "triangle", "diamond", "star", "cross",
-          "hexagon", "ring", "crescent", "ellipse", "arrow", "heart")
+SHAPES = (
+    "disc",
+    "square",
+    "triangle",
+    "diamond",
+    "star",
+    "cross",
+    "hexagon",
+    "ring",
+    "crescent",
+    "ellipse",
+    "arrow",
+    "heart",
+)
 TEXTURES = ("plain", "stripes", "dots", "checker")
-_HUE_NAMES = ("red", "orange", "yellow", "chartreuse", "green", "spring", "cyan", "azure",
-              "blue", "violet", "magenta", "rose")  # every 30 degrees from 0
+_HUE_NAMES = (
+    "red",
+    "orange",
+    "yellow",
+    "chartreuse",
+    "green",
+    "spring",
+    "cyan",
+    "azure",
+    "blue",
+    "violet",
+    "magenta",
+    "rose",
+)  # every 30 degrees from 0
 TIMBRES: dict[str, tuple[tuple[int, float], ...]] = {  # (harmonic number, amplitude); fundamental loudest
     "pure": ((1, 1.0),),
     "bright": ((1, 1.0), (2, 0.55), (3, 0.4), (4, 0.3), (5, 0.22), (6, 0.16)),
@@ -199,7 +224,10 @@ class SynthClass:
         d = dataclasses.asdict(self)
         d["harmonics"] = [list(h) for h in self.harmonics]
         d["hue_range"], d["pitch_band"], d["noise_band"] = (
-            list(self.hue_range), list(self.pitch_band), list(self.noise_band))
+            list(self.hue_range),
+            list(self.pitch_band),
+            list(self.noise_band),
+        )
         return d
 
 
@@ -224,16 +252,23 @@ def make_classes(cfg: SynthConfig) -> list[SynthClass]:
         timbre = tuple(TIMBRES)[k % len(TIMBRES)]
         centre = 900.0 * 6.0 ** ((k * 0.618034) % 1.0)  # 0.9..5.4 kHz, golden-ratio spread
         nlo, nhi = min(centre / 2**0.25, 0.9 * nyq), min(centre * 2**0.25, 0.96 * nyq)
-        out.append(SynthClass(
-            index=k, name=name, shape=shape, texture=texture, hue=hue,
-            hue_range=(hue - cfg.hue_jitter, hue + cfg.hue_jitter),
-            pitch_band=(float(edges[k]), float(edges[k + 1])),
-            timbre=timbre, harmonics=TIMBRES[timbre],
-            modulation=MODULATIONS[k % len(MODULATIONS)],
-            rhythm=RHYTHMS[(k // 2) % len(RHYTHMS)],
-            noise_band=(float(nlo), float(nhi)),
-            noise_gain=_NOISE_GAINS[k % len(_NOISE_GAINS)],
-        ))
+        out.append(
+            SynthClass(
+                index=k,
+                name=name,
+                shape=shape,
+                texture=texture,
+                hue=hue,
+                hue_range=(hue - cfg.hue_jitter, hue + cfg.hue_jitter),
+                pitch_band=(float(edges[k]), float(edges[k + 1])),
+                timbre=timbre,
+                harmonics=TIMBRES[timbre],
+                modulation=MODULATIONS[k % len(MODULATIONS)],
+                rhythm=RHYTHMS[(k // 2) % len(RHYTHMS)],
+                noise_band=(float(nlo), float(nhi)),
+                noise_gain=_NOISE_GAINS[k % len(_NOISE_GAINS)],
+            )
+        )
     return out
 
 
@@ -272,13 +307,16 @@ def _build_shapes() -> dict[str, list[tuple[np.ndarray, int]]]:
     star = np.empty((10, 2))
     star[0::2], star[1::2] = _ngon(5, 1.0), _ngon(5, 0.45, rot=-math.pi / 2 + math.pi / 5)
     w = 0.3
-    cross = np.array([(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1),
-                      (-w, w), (-1, w), (-1, -w), (-w, -w)], float)
-    arrow = np.array([(-1, -0.25), (0.15, -0.25), (0.15, -0.65), (1, 0), (0.15, 0.65),
-                      (0.15, 0.25), (-1, 0.25)], float)
+    cross = np.array(
+        [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)],
+        float,
+    )
+    arrow = np.array([(-1, -0.25), (0.15, -0.25), (0.15, -0.65), (1, 0), (0.15, 0.65), (0.15, 0.25), (-1, 0.25)], float)
     t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
-    heart = np.stack([16 * np.sin(t) ** 3,
-                      -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))], 1) / 17.0
+    heart = (
+        np.stack([16 * np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))], 1)
+        / 17.0
+    )
     ellipse = _ngon(40) * np.array([1.0, 0.55])
     return {
         "disc": [(_ngon(40), 255)],
@@ -304,8 +342,17 @@ def _hsv(h_deg: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb((h_deg % 360.0) / 360.0, s, v), np.float32)
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, theta: float,
-                fill: Any = 255, hole: Any = 0, aspect: tuple[float, float] = (1.0, 1.0)) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    cx: float,
+    cy: float,
+    r: float,
+    theta: float,
+    fill: Any = 255,
+    hole: Any = 0,
+    aspect: tuple[float, float] = (1.0, 1.0),
+) -> None:
     """aspect scales the shape's own x and y axes (both <= 1 keeps it inside the bounding circle)."""
     c, s = math.cos(theta), math.sin(theta)
     for pts, f in _SHAPE_POLYS[shape]:
@@ -352,8 +399,9 @@ def _sample_obj(rng: np.random.Generator, cls: SynthClass, cfg: SynthConfig, siz
     return _Obj(cls, 0.0, 0.0, diam / 2, rng.uniform(0, 2 * math.pi), rgb, rng.uniform(0, 2))
 
 
-def _place(rng: np.random.Generator, objs: list[_Obj], size: int, margin: float = 2.0,
-           inset: float = 0.0, overlap: float = 0.0) -> None:
+def _place(
+    rng: np.random.Generator, objs: list[_Obj], size: int, margin: float = 2.0, inset: float = 0.0, overlap: float = 0.0
+) -> None:
     """Placement with bounding circles at least `margin` px apart (less `overlap` times the sum of the
     two radii, so large objects may partly hide one another) and `inset` + 1 px inside the frame, so
     every box is whole. Shrinks all objects on failure."""
@@ -364,8 +412,9 @@ def _place(rng: np.random.Generator, objs: list[_Obj], size: int, margin: float 
             lo, hi = rad + 1 + inset, size - rad - 1 - inset
             for _ in range(60):
                 cx, cy = rng.uniform(lo, hi), rng.uniform(lo, hi)
-                if all(math.hypot(cx - p.cx, cy - p.cy) >= (1 - overlap) * (rad + p.r * _BOUND) + margin
-                       for p in placed):
+                if all(
+                    math.hypot(cx - p.cx, cy - p.cy) >= (1 - overlap) * (rad + p.r * _BOUND) + margin for p in placed
+                ):
                     o.cx, o.cy = cx, cy
                     placed.append(o)
                     break
@@ -422,14 +471,16 @@ def _background(rng: np.random.Generator, size: int, n_clutter: int) -> np.ndarr
         elif kind == 1:
             d.ellipse([x, y, x + w, y + h], fill=col)
         elif kind == 2:
-            d.line([x, y, x + rng.uniform(-1, 1) * size, y + rng.uniform(-1, 1) * size], fill=col,
-                   width=int(rng.integers(1, max(2, size // 24))))
+            d.line(
+                [x, y, x + rng.uniform(-1, 1) * size, y + rng.uniform(-1, 1) * size],
+                fill=col,
+                width=int(rng.integers(1, max(2, size // 24))),
+            )
         elif kind == 3:
             pts = rng.uniform(-0.2, 1.2, (int(rng.integers(3, 7)), 2)) * size
             d.polygon([tuple(p) for p in pts.tolist()], fill=col)
         else:  # a grey look-alike of some class's outline: shape alone does not find the source
-            _draw_shape(d, SHAPES[int(rng.integers(len(SHAPES)))], x, y, w / 2, rng.uniform(0, 6.3),
-                        fill=col, hole=col)
+            _draw_shape(d, SHAPES[int(rng.integers(len(SHAPES)))], x, y, w / 2, rng.uniform(0, 6.3), fill=col, hole=col)
     for _ in range(int(rng.integers(0, 4))):
         col = tuple(int(x * 255) for x in _hsv(rng.uniform(0, 360), rng.uniform(0.6, 1), rng.uniform(0.5, 1)))
         x, y = rng.uniform(0, 1, 2) * size
@@ -443,8 +494,12 @@ def _box(mask: np.ndarray) -> list[float]:
     """Normalised [x1, y1, x2, y2] of a mask, pixel-edge convention (x2 = last column + 1)."""
     hgt, wid = mask.shape
     ys, xs = np.nonzero(mask)
-    return [round(float(xs.min()) / wid, 6), round(float(ys.min()) / hgt, 6),
-            round(float(xs.max() + 1) / wid, 6), round(float(ys.max() + 1) / hgt, 6)]
+    return [
+        round(float(xs.min()) / wid, 6),
+        round(float(ys.min()) / hgt, 6),
+        round(float(xs.max() + 1) / wid, 6),
+        round(float(ys.max() + 1) / hgt, 6),
+    ]
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -476,8 +531,17 @@ def _sample_voice(rng: np.random.Generator, cls: SynthClass, gain: float) -> _Vo
     f0 = lo * math.exp(rng.uniform(pad, width - pad))
     mod_rate = {"steady": 0.0, "vibrato": 5.5, "tremolo": 7.0, "glide": 2.0, "warble": 12.0}[cls.modulation]
     rhythm_rate = {"continuous": 0.0, "pulses": 2.5, "rapid": 6.0, "double": 1.4}[cls.rhythm]
-    return _Voice(cls, f0, ext, gain, mod_rate * rng.uniform(0.85, 1.15), rng.uniform(0, 1),
-                  rhythm_rate * rng.uniform(0.85, 1.15), rng.uniform(0, 1), rng.uniform(0, 1))
+    return _Voice(
+        cls,
+        f0,
+        ext,
+        gain,
+        mod_rate * rng.uniform(0.85, 1.15),
+        rng.uniform(0, 1),
+        rhythm_rate * rng.uniform(0.85, 1.15),
+        rng.uniform(0, 1),
+        rng.uniform(0, 1),
+    )
 
 
 def _ramp(p: np.ndarray, start: float, stop: float, edge: float) -> np.ndarray:
@@ -485,8 +549,7 @@ def _ramp(p: np.ndarray, start: float, stop: float, edge: float) -> np.ndarray:
     return np.clip(np.minimum(p - start, stop - p) * (1.0 / edge) + 0.5, 0.0, 1.0)
 
 
-def _spectral_noise(rng: np.random.Generator, n: int, sr: int, lo: float, hi: float,
-                    pink: bool = False) -> np.ndarray:
+def _spectral_noise(rng: np.random.Generator, n: int, sr: int, lo: float, hi: float, pink: bool = False) -> np.ndarray:
     """Gaussian noise with power only in [lo, hi] Hz (white, or 1/f when pink), unit RMS, float32.
     Drawn directly as spectrum bins with random phases: one inverse FFT, no forward one."""
     nf = n // 2 + 1
@@ -498,7 +561,7 @@ def _spectral_noise(rng: np.random.Generator, n: int, sr: int, lo: float, hi: fl
         z = np.cos(ang) + 1j * np.sin(ang)
         if pink:
             z /= np.sqrt(np.arange(b0, b1 + 1, dtype=np.float32))
-        spec[b0:b1 + 1] = z
+        spec[b0 : b1 + 1] = z
     x = np.fft.irfft(spec, n).astype(np.float32)
     return x / (np.sqrt(np.mean(x * x)) + 1e-12)
 
@@ -551,7 +614,7 @@ def _render_voice(rng: np.random.Generator, v: _Voice, n: int, sr: int, fade: fl
         x = x * env
     nf = max(1, min(int(fade * sr), n // 4))
     x[:nf] *= np.linspace(0, 1, nf, dtype=np.float32)
-    x[n - nf:] *= np.linspace(1, 0, nf, dtype=np.float32)
+    x[n - nf :] *= np.linspace(1, 0, nf, dtype=np.float32)
     return np.float32(v.gain) * x
 
 
@@ -605,7 +668,7 @@ def _vary_voice(v: _Voice, c: np.ndarray, amount: float) -> None:
     pos = (1 - amount) * pos + amount * 0.5 * (c[0] + 1)
     v.f0 = lo * math.exp(pad + (width - 2 * pad) * pos)
     tilt = _VAR_TILT * amount * c[1]  # the fundamental stays the loudest partial
-    v.harmonics = tuple((h, a if h == 1 else min(0.9, a * h ** tilt)) for h, a in v.cls.harmonics)
+    v.harmonics = tuple((h, a if h == 1 else min(0.9, a * h**tilt)) for h, a in v.cls.harmonics)
     rate = math.exp(_VAR_RATE * amount * c[2])
     v.mod_rate *= rate
     v.rhythm_rate *= rate
@@ -618,9 +681,17 @@ def _shortcut_code(srng: np.random.Generator, sr: int) -> dict:
     q, r, ph_img, ph_aud = (float(x) for x in srng.random(4))
     f_hi = min(6000.0, 0.4 * sr)
     f_lo = min(300.0, f_hi / 4)
-    return {"q": q, "r": r, "hue": 300.0 * q, "band_hz": f_lo * (f_hi / f_lo) ** q,
-            "angle": 0.9 * math.pi * r, "cycles": 3.0 + 4.0 * r, "flutter_hz": 0.5 + 3.5 * r,
-            "ph_img": ph_img, "ph_aud": ph_aud}
+    return {
+        "q": q,
+        "r": r,
+        "hue": 300.0 * q,
+        "band_hz": f_lo * (f_hi / f_lo) ** q,
+        "angle": 0.9 * math.pi * r,
+        "cycles": 3.0 + 4.0 * r,
+        "flutter_hz": 0.5 + 3.5 * r,
+        "ph_img": ph_img,
+        "ph_aud": ph_aud,
+    }
 
 
 def _shortcut_background(canvas: np.ndarray, code: dict, amount: float) -> None:
@@ -693,7 +764,7 @@ def render_sample(cfg: SynthConfig, classes: list[SynthClass], split: str, index
         masks[j] = _render_obj(canvas, objs[j])
     drawn = order.tolist()
     for i, j in enumerate(drawn):  # visible pixels only: remove what later objects cover
-        for later in drawn[i + 1:]:
+        for later in drawn[i + 1 :]:
             masks[j] = masks[j] & ~masks[later]
     image = _to_uint8(canvas)
 
@@ -719,10 +790,16 @@ def render_sample(cfg: SynthConfig, classes: list[SynthClass], split: str, index
     sid = sample_id(split, index)
     box = _box(masks[0])
     record = {
-        "file": sid, "split": split, "class": classes[k].name, "class_index": k, "bbox": [box],
+        "file": sid,
+        "split": split,
+        "class": classes[k].name,
+        "class_index": k,
+        "bbox": [box],
         "mask_area": round(float(masks[0].mean()), 6),
-        "objects": [{"class": o.cls.name, "class_index": o.cls.index, "bbox": _box(masks[j]),
-                     "sounding": j == 0} for j, o in enumerate(objs)],
+        "objects": [
+            {"class": o.cls.name, "class_index": o.cls.index, "bbox": _box(masks[j]), "sounding": j == 0}
+            for j, o in enumerate(objs)
+        ],
         "offscreen_class": None if off_class is None else classes[off_class].name,
         "f0": round(main.f0, 3),
     }
@@ -745,8 +822,10 @@ def render_clip(cfg: SynthConfig, classes: list[SynthClass], index: int) -> tupl
     objs = [_sample_obj(rng, classes[c], cfg, size) for c in cls_idx]
     drift = 0.04 * size  # per axis: an object moves at most drift * sqrt(2) from its place
     _place(rng, objs, size, margin=2 * math.sqrt(2) * drift + 2, inset=drift)
-    motion = [(rng.uniform(0.1, 0.3), rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi),
-               rng.uniform(-0.5, 0.5)) for _ in objs]  # drift freq, phase x, phase y, spin rad/s
+    motion = [
+        (rng.uniform(0.1, 0.3), rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi), rng.uniform(-0.5, 0.5))
+        for _ in objs
+    ]  # drift freq, phase x, phase y, spin rad/s
     voices = [_sample_voice(rng, o.cls, rng.uniform(0.35, 0.6)) for o in objs]
     bg = _background(rng, size, cfg.clutter)
 
@@ -785,18 +864,30 @@ def render_clip(cfg: SynthConfig, classes: list[SynthClass], index: int) -> tupl
             boxes.append(_box(_render_obj(canvas, o)))
         frames.append(_to_uint8(canvas))
         who = int(active[i])
-        gt_frames.append({
-            "index": i, "time": round(t, 6), "object": who, "class": objs[who].cls.name,
-            "class_index": objs[who].cls.index, "bbox": [boxes[who]],
-            "objects": [{"object": j, "class": o.cls.name, "bbox": boxes[j]} for j, o in enumerate(objs)],
-        })
+        gt_frames.append(
+            {
+                "index": i,
+                "time": round(t, 6),
+                "object": who,
+                "class": objs[who].cls.name,
+                "class_index": objs[who].cls.index,
+                "bbox": [boxes[who]],
+                "objects": [{"object": j, "class": o.cls.name, "bbox": boxes[j]} for j, o in enumerate(objs)],
+            }
+        )
     name = f"{_CLIP_PREFIX}{index:03d}"
     gt = {
-        "name": name, "fps": fps, "n_frames": n_frames, "width": size, "height": size,
-        "sample_rate": sr, "duration": n_frames / fps,
+        "name": name,
+        "fps": fps,
+        "n_frames": n_frames,
+        "width": size,
+        "height": size,
+        "sample_rate": sr,
+        "duration": n_frames / fps,
         "objects": [{"object": j, "class": o.cls.name, "class_index": o.cls.index} for j, o in enumerate(objs)],
-        "segments": [{"start": s0 / fps, "end": s1 / fps, "object": who, "class": objs[who].cls.name}
-                     for s0, s1, who in segments],
+        "segments": [
+            {"start": s0 / fps, "end": s1 / fps, "object": who, "class": objs[who].cls.name} for s0, s1, who in segments
+        ],
         "frames": gt_frames,
     }
     return frames, audio, gt
@@ -823,8 +914,9 @@ def _work(out_dir: str, cfg_dict: dict, job: tuple[str, list[int]]) -> list[dict
     for i in indices:
         if kind == "clip":
             frames, audio, gt = render_clip(cfg, classes, i)
-            media.write_video(out / "clips" / f"{gt['name']}.mp4", frames, cfg.clip_fps,
-                              audio=audio, sample_rate=cfg.sample_rate)
+            media.write_video(
+                out / "clips" / f"{gt['name']}.mp4", frames, cfg.clip_fps, audio=audio, sample_rate=cfg.sample_rate
+            )
             _write_json(out / "clips" / f"{gt['name']}.json", gt)
             records.append({"name": gt["name"], "n_frames": gt["n_frames"], "segments": len(gt["segments"])})
             continue
@@ -850,8 +942,12 @@ def _complete(out: Path, cfg: SynthConfig) -> dict | None:
         meta = json.loads((out / "synth.json").read_text())
     except (OSError, ValueError):
         return None
-    if not (isinstance(meta, dict) and meta.get("complete") and meta.get("version") == SYNTH_VERSION
-            and isinstance(meta.get("config"), dict)):
+    if not (
+        isinstance(meta, dict)
+        and meta.get("complete")
+        and meta.get("version") == SYNTH_VERSION
+        and isinstance(meta.get("config"), dict)
+    ):
         return None
     # sets written before the false-negative options existed are those options at 0 (same bytes)
     if {**_LATER_FIELDS, **meta["config"]} != cfg.to_dict():
@@ -859,8 +955,9 @@ def _complete(out: Path, cfg: SynthConfig) -> dict | None:
     for split in SPLITS:
         n = getattr(cfg, f"n_{split}")
         last = sample_id(split, n - 1) if n else None
-        if last and not all((out / d / f"{last}{e}").is_file()
-                            for d, e in (("frames", ".jpg"), ("audio", ".wav"), ("masks", ".png"))):
+        if last and not all(
+            (out / d / f"{last}{e}").is_file() for d, e in (("frames", ".jpg"), ("audio", ".wav"), ("masks", ".png"))
+        ):
             return None
     if cfg.n_clips and not (out / "clips" / f"{_CLIP_PREFIX}{cfg.n_clips - 1:03d}.mp4").is_file():
         return None
@@ -871,9 +968,11 @@ _LATER_FIELDS = {"variation": 0.0, "shortcut": 0.0, "class_skew": 0.0}
 
 
 def _false_negative_summary(cfg: SynthConfig, batch_size: int) -> dict:
-    return {"batch_size": batch_size,
-            "expected_same_class_negatives": round(expected_false_negatives(cfg, batch_size), 4),
-            "class_probs": [round(float(x), 6) for x in class_probabilities(cfg)]}
+    return {
+        "batch_size": batch_size,
+        "expected_same_class_negatives": round(expected_false_negatives(cfg, batch_size), 4),
+        "class_probs": [round(float(x), 6) for x in class_probabilities(cfg)],
+    }
 
 
 def _remove_stale(out: Path, keep: set[str], clips: set[str]) -> None:
@@ -891,8 +990,14 @@ def _remove_stale(out: Path, keep: set[str], clips: set[str]) -> None:
                 p.unlink()
 
 
-def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool = True, workers: int = 1,
-             force: bool = False, batch_size: int = 16) -> dict:
+def generate(
+    out_dir: str | Path,
+    cfg: SynthConfig | None = None,
+    progress: bool = True,
+    workers: int = 1,
+    force: bool = False,
+    batch_size: int = 16,
+) -> dict:
     """Write the benchmark under out_dir and return a summary dict.
 
     The summary includes the expected number of same-class negatives per sample at `batch_size`
@@ -913,18 +1018,24 @@ def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool
     if not force:
         done = _complete(out, cfg)
         if done is not None:
-            return {**done, "variation": cfg.variation, "shortcut": cfg.shortcut, "class_skew": cfg.class_skew,
-                    **fn_summary, "reused": True}
+            return {
+                **done,
+                "variation": cfg.variation,
+                "shortcut": cfg.shortcut,
+                "class_skew": cfg.class_skew,
+                **fn_summary,
+                "reused": True,
+            }
     if out.is_dir() and any(out.iterdir()) and not (out / "synth.json").is_file():
-        raise DataError(f"{out}: folder is not empty and holds no synth.json (not a synthetic set); "
-                        "choose an empty or new folder")
+        raise DataError(
+            f"{out}: folder is not empty and holds no synth.json (not a synthetic set); choose an empty or new folder"
+        )
     t0 = time.perf_counter()
     for sub in ("frames", "audio", "masks", "clips"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     classes = make_classes(cfg)
     ids = {s: [sample_id(s, i) for i in range(getattr(cfg, f"n_{s}"))] for s in SPLITS}
-    _remove_stale(out, {i for v in ids.values() for i in v},
-                  {f"{_CLIP_PREFIX}{i:03d}" for i in range(cfg.n_clips)})
+    _remove_stale(out, {i for v in ids.values() for i in v}, {f"{_CLIP_PREFIX}{i:03d}" for i in range(cfg.n_clips)})
     _write_json(out / "synth.json", {"version": SYNTH_VERSION, "complete": False, "config": cfg.to_dict()})
 
     jobs = _jobs(cfg, chunk=32)
@@ -954,8 +1065,11 @@ def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool
     clips = [r for j, job in enumerate(jobs) if job[0] == "clip" for r in results[j]]
     for s in SPLITS:
         (out / f"{s}.txt").write_text("".join(f"{i}\n" for i in ids[s]))
-    _write_json(out / "annotations.json", [{"file": r["file"], "class": r["class"], "bbox": r["bbox"]}
-                                           for r in scenes], one_per_line=True)
+    _write_json(
+        out / "annotations.json",
+        [{"file": r["file"], "class": r["class"], "bbox": r["bbox"]} for r in scenes],
+        one_per_line=True,
+    )
     _write_json(out / "scenes.json", scenes, one_per_line=True)
     _write_json(out / "classes.json", [c.to_dict() for c in classes])
     seconds = time.perf_counter() - t0
@@ -965,18 +1079,32 @@ def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress: bool
         if r["split"] == "train":
             train_counts[r["class_index"]] += 1
     summary = {
-        "out_dir": str(out), "n_train": cfg.n_train, "n_val": cfg.n_val, "n_test": cfg.n_test,
-        "n_classes": cfg.n_classes, "n_clips": len(clips), "image_size": cfg.image_size,
-        "sample_rate": cfg.sample_rate, "duration": cfg.duration,
+        "out_dir": str(out),
+        "n_train": cfg.n_train,
+        "n_val": cfg.n_val,
+        "n_test": cfg.n_test,
+        "n_classes": cfg.n_classes,
+        "n_clips": len(clips),
+        "image_size": cfg.image_size,
+        "sample_rate": cfg.sample_rate,
+        "duration": cfg.duration,
         "offscreen": sum(r["offscreen_class"] is not None for r in scenes),
         "mean_distractors": round(sum(len(r["objects"]) - 1 for r in scenes) / max(1, n_samples), 3),
-        "mean_box_area": round(sum((r["bbox"][0][2] - r["bbox"][0][0]) * (r["bbox"][0][3] - r["bbox"][0][1])
-                                   for r in scenes) / max(1, n_samples), 4),
-        "variation": cfg.variation, "shortcut": cfg.shortcut, "class_skew": cfg.class_skew, **fn_summary,
+        "mean_box_area": round(
+            sum((r["bbox"][0][2] - r["bbox"][0][0]) * (r["bbox"][0][3] - r["bbox"][0][1]) for r in scenes)
+            / max(1, n_samples),
+            4,
+        ),
+        "variation": cfg.variation,
+        "shortcut": cfg.shortcut,
+        "class_skew": cfg.class_skew,
+        **fn_summary,
         "train_class_counts": train_counts,
-        "seconds": round(seconds, 2), "workers": workers, "reused": False,
+        "seconds": round(seconds, 2),
+        "workers": workers,
+        "reused": False,
     }
-    _write_json(out / "synth.json", {"version": SYNTH_VERSION, "complete": True, "config": cfg.to_dict(),
-                                     "summary": summary})
+    _write_json(
+        out / "synth.json", {"version": SYNTH_VERSION, "complete": True, "config": cfg.to_dict(), "summary": summary}
+    )
     return summary
-

@@ -6,6 +6,7 @@ seeded by the dataset from (seed, epoch, index); dropout is seeded per step from
 rank). A run resumed from any checkpoint (end of epoch or mid-epoch) therefore repeats the
 uninterrupted run's steps exactly.
 """
+
 from __future__ import annotations
 
 import json
@@ -217,10 +218,16 @@ class _StopFlag:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).parent,
-        ).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or "unknown"
+        )
     except Exception:  # noqa: BLE001
         return "unknown"
 
@@ -243,7 +250,9 @@ class JsonlLog:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
 
-def _make_loader(dataset: Any, batch_size: int, sampler: Sampler | None, cfg: Config, device: torch.device) -> DataLoader:
+def _make_loader(
+    dataset: Any, batch_size: int, sampler: Sampler | None, cfg: Config, device: torch.device
+) -> DataLoader:
     workers = cfg.data.num_workers
     return DataLoader(
         dataset,
@@ -306,9 +315,7 @@ def _build_datasets(cfg: Config, env: ProcessEnv) -> tuple[Any, Any | None]:
     """The training split (at least one batch) and the validation split (None when there is none)."""
     train_set = build_dataset(cfg.data, "train", train=True, seed=cfg.train.seed)
     if len(train_set) < cfg.train.batch_size:
-        raise DataError(
-            f"training split has {len(train_set)} samples, fewer than one batch of {cfg.train.batch_size}"
-        )
+        raise DataError(f"training split has {len(train_set)} samples, fewer than one batch of {cfg.train.batch_size}")
     val_set = None
     try:
         val_set = build_dataset(cfg.data, "val", train=False)
@@ -372,7 +379,9 @@ class SkipAccount:
             return
         share = (self.vanished + self.failed / self.seen * self.n_now) / max(self.n_list, 1)
         if share > self.max_fraction and self.failed:
-            gone = f" (and {self.vanished} of the run's {self.n_list} are gone since it started)" if self.vanished else ""
+            gone = (
+                f" (and {self.vanished} of the run's {self.n_list} are gone since it started)" if self.vanished else ""
+            )
             raise DataError(
                 f"{self.failed} of {self.seen} training samples failed to load{gone}, more than "
                 f"data.max_skip_fraction={self.max_fraction}; see the warnings above"
@@ -390,11 +399,19 @@ class TrainState:
     best: dict[str, Any] | None
     skips: SkipAccount
 
-    def checkpoint_state(self, optimizer: torch.optim.Optimizer, world: int, epoch: int,
-                         batch_in_epoch: int) -> dict[str, Any]:
+    def checkpoint_state(
+        self, optimizer: torch.optim.Optimizer, world: int, epoch: int, batch_in_epoch: int
+    ) -> dict[str, Any]:
         """The entries save_checkpoint stores beside the model for a resume at (epoch, batch_in_epoch)."""
-        st = {"optimizer": optimizer.state_dict(), "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-              "step": self.step, "best": self.best, "world_size": world, "n_train": self.skips.n_list}
+        st = {
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "step": self.step,
+            "best": self.best,
+            "world_size": world,
+            "n_train": self.skips.n_list,
+        }
         if batch_in_epoch:  # mid-epoch: the epoch's skip count goes on after a resume
             st.update(epoch_skipped=self.skips.failed, epoch_seen=self.skips.seen)
         return st
@@ -409,8 +426,9 @@ class TrainState:
         return False
 
 
-def _fresh_state(cfg: Config, env: ProcessEnv, train_set: Any, val_set: Any | None, core: FNAC,
-                 logf: JsonlLog) -> TrainState:
+def _fresh_state(
+    cfg: Config, env: ProcessEnv, train_set: Any, val_set: Any | None, core: FNAC, logf: JsonlLog
+) -> TrainState:
     """A new run: the old log goes, config.yaml and the log's start record are written."""
     skips = SkipAccount(len(train_set), len(train_set), env.local_bs, cfg.data.max_skip_fraction)
     if env.main:
@@ -419,14 +437,24 @@ def _fresh_state(cfg: Config, env: ProcessEnv, train_set: Any, val_set: Any | No
             save_config(cfg, env.out / "config.yaml")
         except OSError as e:
             raise OutputError(f"{env.out / 'config.yaml'}: cannot write: {os_error_reason(e)}") from None
-        logf.write({"kind": "start", "commit": _git_commit(), "config": to_dict(cfg), "world_size": env.world,
-                    "device": str(env.device), "pretrained": core.pretrained_weights, "n_train": len(train_set),
-                    "n_val": len(val_set) if val_set is not None else 0})
+        logf.write(
+            {
+                "kind": "start",
+                "commit": _git_commit(),
+                "config": to_dict(cfg),
+                "world_size": env.world,
+                "device": str(env.device),
+                "pretrained": core.pretrained_weights,
+                "n_train": len(train_set),
+                "n_val": len(val_set) if val_set is not None else 0,
+            }
+        )
     return TrainState(0, 0, 0, None, skips)
 
 
-def _resumed_state(cfg: Config, env: ProcessEnv, train_set: Any, core: FNAC, optimizer: torch.optim.Optimizer,
-                   logf: JsonlLog) -> TrainState:
+def _resumed_state(
+    cfg: Config, env: ProcessEnv, train_set: Any, core: FNAC, optimizer: torch.optim.Optimizer, logf: JsonlLog
+) -> TrainState:
     """Model, optimizer and run state from latest.pt; best.pt is made to agree with it (_reconcile_best)."""
     latest = env.out / "latest.pt"
     if not latest.is_file():
@@ -434,8 +462,13 @@ def _resumed_state(cfg: Config, env: ProcessEnv, train_set: Any, core: FNAC, opt
     ck = read_checkpoint(latest)
     _load_resume_state(ck, latest, core, optimizer, cfg)
     core.pretrained_weights = ck.get("pretrained")  # the weights the run started from, not today's
-    st = TrainState(ck["epoch"], ck.get("batch_in_epoch", 0), ck["step"], ck.get("best"),
-                    SkipAccount(0, len(train_set), env.local_bs, cfg.data.max_skip_fraction))
+    st = TrainState(
+        ck["epoch"],
+        ck.get("batch_in_epoch", 0),
+        ck["step"],
+        ck.get("best"),
+        SkipAccount(0, len(train_set), env.local_bs, cfg.data.max_skip_fraction),
+    )
     if st.batch_in_epoch:
         st.skips.failed, st.skips.seen = ck.get("epoch_skipped", 0), ck.get("epoch_seen", 0)
     n_list = st.skips.n_list = ck.get("n_train") or _started_with(logf) or len(train_set)
@@ -464,8 +497,9 @@ class CheckpointPolicy:
         self.main, self.world = env.main, env.world
 
     def _save(self, path: Path, state: TrainState, epoch: int, batch_in_epoch: int) -> None:
-        save_checkpoint(path, self.core, self.cfg,
-                        **state.checkpoint_state(self.optimizer, self.world, epoch, batch_in_epoch))
+        save_checkpoint(
+            path, self.core, self.cfg, **state.checkpoint_state(self.optimizer, self.world, epoch, batch_in_epoch)
+        )
 
     def after_step(self, state: TrainState, epoch: int, batch_in_epoch: int) -> None:
         every = self.cfg.train.save_every_steps
@@ -498,10 +532,20 @@ class EpochStats:
     stopped: bool = False
 
 
-def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, cfg: Config,
-                    epoch: int, state: TrainState, env: ProcessEnv, *, n_batches: int,
-                    logf: JsonlLog | None = None, checkpoints: CheckpointPolicy | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> EpochStats:
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    cfg: Config,
+    epoch: int,
+    state: TrainState,
+    env: ProcessEnv,
+    *,
+    n_batches: int,
+    logf: JsonlLog | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> EpochStats:
     """Train from batch `state.batch_in_epoch` to `n_batches` of `epoch` (the loader yields from that
     batch on): count skipped samples, seed dropout per step, apply train.on_nonfinite, log every
     train.log_every steps, save mid-epoch checkpoints; stop early when `should_stop()` says so.
@@ -543,8 +587,16 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
             now = time.perf_counter()
             rate = n_since / max(now - t_last, 1e-9)
             t_last, n_since = now, 0
-            logf.write({"kind": "step", "epoch": epoch, "step": state.step, **terms,
-                        "lr": optimizer.param_groups[0]["lr"], "samples_per_s": rate})
+            logf.write(
+                {
+                    "kind": "step",
+                    "epoch": epoch,
+                    "step": state.step,
+                    **terms,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "samples_per_s": rate,
+                }
+            )
             _bar_postfix(bar, terms, rate)
         if bar is not None:
             bar.update(1)
@@ -568,9 +620,14 @@ def _progress_bar(cfg: Config, env: ProcessEnv, epoch: int, total: int) -> Any:
 
 def _bar_postfix(bar: Any, terms: dict[str, float], rate: float) -> None:
     if bar is not None:
-        bar.set_postfix(loss=f"{terms['loss']:.3f}", cl=f"{terms['contrastive']:.3f}",
-                        fns1=f"{terms['fns1']:.4f}", tns=f"{terms['tns']:.4f}",
-                        fns2=f"{terms['fns2']:.4f}", sps=f"{rate:.0f}")
+        bar.set_postfix(
+            loss=f"{terms['loss']:.3f}",
+            cl=f"{terms['contrastive']:.3f}",
+            fns1=f"{terms['fns1']:.4f}",
+            tns=f"{terms['tns']:.4f}",
+            fns2=f"{terms['fns2']:.4f}",
+            sps=f"{rate:.0f}",
+        )
 
 
 def validate(model: FNAC, val_set: Any, cfg: Config, device: torch.device, batch_size: int) -> dict[str, Any]:
@@ -579,32 +636,57 @@ def validate(model: FNAC, val_set: Any, cfg: Config, device: torch.device, batch
     from fnac.evaluate import Protocol, evaluate_model  # evaluate sits beside train
 
     protocol = Protocol(upsample=cfg.train.eval_upsample, threshold=cfg.train.eval_threshold)
-    res = evaluate_model(model, val_set, protocol, batch_size=batch_size, device=device,
-                         num_workers=cfg.data.num_workers, baselines=False, progress=False)
-    return {"ciou50": res.metrics["ciou50"], "auc": res.metrics["auc"],
-            "mean_ciou": res.metrics["mean_ciou"], "n": res.n_evaluated}
+    res = evaluate_model(
+        model,
+        val_set,
+        protocol,
+        batch_size=batch_size,
+        device=device,
+        num_workers=cfg.data.num_workers,
+        baselines=False,
+        progress=False,
+    )
+    return {
+        "ciou50": res.metrics["ciou50"],
+        "auc": res.metrics["auc"],
+        "mean_ciou": res.metrics["mean_ciou"],
+        "n": res.n_evaluated,
+    }
 
 
 def _validation_due(cfg: Config, epoch: int) -> bool:
     return (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
 
 
-def _epoch_record(cfg: Config, epoch: int, state: TrainState, stats: EpochStats, optimizer: torch.optim.Optimizer,
-                  val: dict[str, Any] | None) -> dict[str, Any]:
-    rec: dict[str, Any] = {"kind": "epoch", "epoch": epoch, "step": state.step, **stats.means,
-                           "lr": optimizer.param_groups[0]["lr"],
-                           "samples_per_s": stats.n_steps * cfg.train.batch_size / max(stats.seconds, 1e-9),
-                           "skipped": state.skips.failed + state.skips.vanished,
-                           "weights": loss_weights(cfg.loss, epoch)}
+def _epoch_record(
+    cfg: Config,
+    epoch: int,
+    state: TrainState,
+    stats: EpochStats,
+    optimizer: torch.optim.Optimizer,
+    val: dict[str, Any] | None,
+) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "kind": "epoch",
+        "epoch": epoch,
+        "step": state.step,
+        **stats.means,
+        "lr": optimizer.param_groups[0]["lr"],
+        "samples_per_s": stats.n_steps * cfg.train.batch_size / max(stats.seconds, 1e-9),
+        "skipped": state.skips.failed + state.skips.vanished,
+        "weights": loss_weights(cfg.loss, epoch),
+    }
     if val is not None:
         rec.update({f"val_{k}": v for k, v in val.items()})
     return rec
 
 
 def _log_epoch(cfg: Config, epoch: int, rec: dict[str, Any]) -> None:
-    msg = (f"epoch {epoch + 1}/{cfg.train.epochs}: loss {rec['loss']:.4f} "
-           f"(cl {rec['contrastive']:.4f} fns1 {rec['fns1']:.4f} tns {rec['tns']:.4f} "
-           f"fns2 {rec['fns2']:.4f}) {rec['samples_per_s']:.0f} samples/s")
+    msg = (
+        f"epoch {epoch + 1}/{cfg.train.epochs}: loss {rec['loss']:.4f} "
+        f"(cl {rec['contrastive']:.4f} fns1 {rec['fns1']:.4f} tns {rec['tns']:.4f} "
+        f"fns2 {rec['fns2']:.4f}) {rec['samples_per_s']:.0f} samples/s"
+    )
     if "val_ciou50" in rec:
         msg += f" | val cIoU@0.5 {100 * rec['val_ciou50']:.2f} AUC {100 * rec['val_auc']:.2f}"
     log.info(msg)
@@ -640,9 +722,19 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
                 state.skips.new_epoch()
             sampler.set_epoch(epoch, state.batch_in_epoch)
             model.train()
-            stats = train_one_epoch(model, loader, optimizer, cfg, epoch, state, env, n_batches=per_epoch,
-                                    logf=logf, checkpoints=checkpoints,
-                                    should_stop=lambda: flag.stop)
+            stats = train_one_epoch(
+                model,
+                loader,
+                optimizer,
+                cfg,
+                epoch,
+                state,
+                env,
+                n_batches=per_epoch,
+                logf=logf,
+                checkpoints=checkpoints,
+                should_stop=lambda: flag.stop,
+            )
             if stats.stopped:
                 checkpoints.on_stop(state, epoch, stats.batch_in_epoch)
                 stopped = True
@@ -660,12 +752,12 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
                 _plot(logf, env.out / "curves.png")
             dist.barrier()
     dist.barrier()
-    return FitResult(env.out, epoch + 1 if not stopped else epoch, state.step, state.best, last_val, history,
-                     stopped)
+    return FitResult(env.out, epoch + 1 if not stopped else epoch, state.step, state.best, last_val, history, stopped)
 
 
-def _load_resume_state(ck: dict, latest: Path, core: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                       cfg: Config) -> None:
+def _load_resume_state(
+    ck: dict, latest: Path, core: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Config
+) -> None:
     """Model and optimizer state from `latest`; a checkpoint of another model (width, layers...) or
     optimizer is refused with one line naming the file and what differs."""
     try:
@@ -673,23 +765,32 @@ def _load_resume_state(ck: dict, latest: Path, core: torch.nn.Module, optimizer:
     except CheckpointError:
         theirs = (ck.get("config") or {}).get("model") or {}
         ours = to_dict(cfg)["model"]
-        diff = [f"model.{k}={theirs[k]} in the checkpoint, {ours[k]} in the config" for k in ours
-                if k in theirs and theirs[k] != ours[k] and k not in ("pretrained", "pretrained_required")]
+        diff = [
+            f"model.{k}={theirs[k]} in the checkpoint, {ours[k]} in the config"
+            for k in ours
+            if k in theirs and theirs[k] != ours[k] and k not in ("pretrained", "pretrained_required")
+        ]
         if not diff:
             raise
         own = core.state_dict()
-        shapes = [f"{k}: {tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
-                  for k, v in ck["model"].items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        shapes = [
+            f"{k}: {tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
+            for k, v in ck["model"].items()
+            if k in own and tuple(v.shape) != tuple(own[k].shape)
+        ]
         eg = f"; {len(shapes)} tensors differ in shape, e.g. {shapes[0]}" if shapes else ""
-        raise CheckpointError(f"{latest}: cannot resume: written by another model ({'; '.join(diff)}){eg}; "
-                              "resume with the model settings the run was started with, or choose another "
-                              "train.out_dir") from None
+        raise CheckpointError(
+            f"{latest}: cannot resume: written by another model ({'; '.join(diff)}){eg}; "
+            "resume with the model settings the run was started with, or choose another "
+            "train.out_dir"
+        ) from None
     try:
         optimizer.load_state_dict(ck["optimizer"])
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
-        raise CheckpointError(f"{latest}: cannot resume: its optimizer state does not fit optim.name="
-                              f"{cfg.optim.name} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                              ) from None
+        raise CheckpointError(
+            f"{latest}: cannot resume: its optimizer state does not fit optim.name="
+            f"{cfg.optim.name} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
 
 
 def _started_with(logf: JsonlLog) -> int | None:
@@ -706,11 +807,14 @@ def _check_vanished(train_set: Any, vanished: int, n_list: int, max_fraction: fl
     load failures an uninterrupted run would meet: above data.max_skip_fraction, stop."""
     reasons = getattr(train_set, "missing_reasons", {}) or {}
     eg = "; ".join(f"{i} ({why})" for i, why in list(reasons.items())[:3])
-    what = (f"{vanished} of the run's {n_list} training samples can no longer be loaded since it started"
-            + (f" (e.g. {eg})" if eg else ""))
+    what = f"{vanished} of the run's {n_list} training samples can no longer be loaded since it started" + (
+        f" (e.g. {eg})" if eg else ""
+    )
     if vanished > max_fraction * n_list:
-        raise DataError(f"{what}, more than data.max_skip_fraction={max_fraction}; restore the files, or "
-                        "start a new run (without --resume) on the data as it is now")
+        raise DataError(
+            f"{what}, more than data.max_skip_fraction={max_fraction}; restore the files, or "
+            "start a new run (without --resume) on the data as it is now"
+        )
     log.warning("%s; they count as skipped samples", what)
 
 
@@ -735,11 +839,21 @@ def _reconcile_best(out: Path, ck: dict, latest: Path, best: dict | None) -> dic
         return best  # the same epoch, or one that the resumed run redoes and writes again
     if ck.get("epoch") == best["epoch"] + 1 and not ck.get("batch_in_epoch", 0):
         atomic_save(ck, best_pt)  # latest holds the weights of the best epoch: the same content
-        log.warning("%s did not hold the best epoch (%d) recorded in %s: rewrote it from %s",
-                    best_pt, best["epoch"] + 1, latest, latest)
+        log.warning(
+            "%s did not hold the best epoch (%d) recorded in %s: rewrote it from %s",
+            best_pt,
+            best["epoch"] + 1,
+            latest,
+            latest,
+        )
         return best
-    log.warning("%s: the weights of the best epoch (%d) recorded in %s were never saved; %s", best_pt,
-                best["epoch"] + 1, latest, "keeping best.pt as it is" if have else "best.pt starts again")
+    log.warning(
+        "%s: the weights of the best epoch (%d) recorded in %s were never saved; %s",
+        best_pt,
+        best["epoch"] + 1,
+        latest,
+        "keeping best.pt as it is" if have else "best.pt starts again",
+    )
     return have
 
 
@@ -752,5 +866,3 @@ def _plot(logf: JsonlLog, png: Path) -> None:
         plot_curves(logf.records(), png)
     except Exception as e:  # noqa: BLE001 - a plot must never kill a run
         log.warning("could not plot curves: %s", e)
-
-

@@ -4,6 +4,7 @@ Test: bicubic resize to exactly size x size (Pillow's resize; the aspect ratio i
 in that frame). Train: resize the shorter side to int(size * 1.1) bicubic, random crop, random
 horizontal flip. Both end with /255 and ImageNet mean/std normalisation.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ array, a map a float (h, w) array in [0, 1], boxes and peaks are normalised coor
 Matplotlib is used through its object API (``Figure`` + Agg canvas), never pyplot, so nothing global
 is touched.
 """
+
 from __future__ import annotations
 
 import math
@@ -204,8 +205,14 @@ def plot_curves(
                 (line,) = ax.plot(xs, ys, label=k, linewidth=1.0)
                 ex, ey = _series(records, "epoch", k, "step")
                 if ex:
-                    ax.plot(ex, ey, linestyle="none", marker="o", color=line.get_color(),
-                            label=f"{k} (epoch)" if not xs else None)
+                    ax.plot(
+                        ex,
+                        ey,
+                        linestyle="none",
+                        marker="o",
+                        color=line.get_color(),
+                        label=f"{k} (epoch)" if not xs else None,
+                    )
                 elif not xs:  # epoch-only series without a step: plot against the epoch
                     ex, ey = _series(records, "epoch", k, "epoch")
                     ax.plot(ex, ey, marker="o", color=line.get_color())

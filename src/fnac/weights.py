@@ -7,6 +7,7 @@ checksum differs is deleted. Nothing else in fnac downloads: a model looks for t
 
 Imports nothing of fnac but errors, so the model layer can ask where the weights would be.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -99,8 +100,12 @@ def status(name: str, dest_dir: str | Path | None = None) -> Status:
         digest = sha256_file(path)
         if digest == w.sha256:
             return Status(w, path, "verified")
-        return Status(w, path, "checksum differs",
-                      f"sha256 {digest[:16]}..., expected {w.sha256[:16]}...; fetch again to replace it")
+        return Status(
+            w,
+            path,
+            "checksum differs",
+            f"sha256 {digest[:16]}..., expected {w.sha256[:16]}...; fetch again to replace it",
+        )
     if part.is_file():
         return Status(w, path, "partial", f"{part.stat().st_size} of {w.size} bytes; fetch again to resume")
     return Status(w, path, "missing", f"fnac weights fetch {w.name}")
@@ -110,8 +115,9 @@ def _part(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
-def fetch(name: str, url: str | None = None, dest_dir: str | Path | None = None, progress: bool = True,
-          timeout: float = 30.0) -> Path:
+def fetch(
+    name: str, url: str | None = None, dest_dir: str | Path | None = None, progress: bool = True, timeout: float = 30.0
+) -> Path:
     """Download the known file `name` into `dest_dir` (default: the PyTorch hub cache), verified.
 
     The address is `url`, else ``$FNAC_WEIGHTS_URL``, else the official one. Returns the final path.
@@ -155,8 +161,10 @@ def _download(src: str, part: Path, have: int, size: int, progress: bool, timeou
         raise WeightsError(f"{src}: the server answered HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", None) or e
-        raise WeightsError(f"{src}: cannot download ({reason}); check the network connection, "
-                           f"or give another address with --url or ${URL_ENV}") from None
+        raise WeightsError(
+            f"{src}: cannot download ({reason}); check the network connection, "
+            f"or give another address with --url or ${URL_ENV}"
+        ) from None
     with resp:
         if have and resp.status != 206:  # the server ignored the Range header: start from the beginning
             have = 0
@@ -167,8 +175,15 @@ def _download(src: str, part: Path, have: int, size: int, progress: bool, timeou
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=part.name.removesuffix(".part"), dynamic_ncols=True)
+            bar = tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                dynamic_ncols=True,
+            )
         got = have
         try:
             with open(part, mode) as f:
@@ -185,8 +200,9 @@ def _download(src: str, part: Path, have: int, size: int, progress: bool, timeou
                 f.flush()
                 os.fsync(f.fileno())
         except (OSError, socket.timeout, urllib.error.URLError, http.client.HTTPException) as e:
-            raise WeightsError(f"{src}: download interrupted after {got} of {size} bytes ({e}); run the "
-                               f"same command again to resume") from None
+            raise WeightsError(
+                f"{src}: download interrupted after {got} of {size} bytes ({e}); run the same command again to resume"
+            ) from None
         finally:
             if bar is not None:
                 bar.close()
@@ -195,11 +211,12 @@ def _download(src: str, part: Path, have: int, size: int, progress: bool, timeou
 def _verify_and_install(w: KnownWeights, part: Path, path: Path) -> None:
     got = part.stat().st_size if part.is_file() else 0
     if got < w.size:
-        raise WeightsError(f"{part}: the server sent {got} of {w.size} bytes; run the same command again "
-                           "to resume")
+        raise WeightsError(f"{part}: the server sent {got} of {w.size} bytes; run the same command again to resume")
     digest = sha256_file(part)
     if got != w.size or digest != w.sha256:
         part.unlink()
-        raise WeightsError(f"{w.filename}: checksum mismatch: sha256 {digest}, expected {w.sha256} "
-                           f"({got} bytes, expected {w.size}); the download was deleted")
+        raise WeightsError(
+            f"{w.filename}: checksum mismatch: sha256 {digest}, expected {w.sha256} "
+            f"({got} bytes, expected {w.size}); the download was deleted"
+        )
     fileio.durable_replace(part, path)  # the verified download becomes the file, flushed with its folder

@@ -1,4 +1,5 @@
 """fnac demo: the whole method on the built-in synthetic benchmark, on a CPU, in minutes."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="training epochs per model")
     p.add_argument("--n-train", type=int, help="synthetic training samples")
     p.add_argument("--classes", type=int, help="number of synthetic classes")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for both models (repeatable), e.g. --set train.device=cuda")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both models (repeatable), e.g. --set train.device=cuda",
+    )
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds; numbers meaningless)")
 
 

@@ -1,4 +1,5 @@
 """fnac export: a checkpoint (ours or the authors') -> a shareable folder read without unpickling."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from fnac.export import export_checkpoint
 
     out = export_checkpoint(args.checkpoint, args.out_dir, force=args.force)
-    print(f"wrote {out}/model.safetensors, config.json, README.md "
-          f"(load with --checkpoint {out} or fnac.load_checkpoint)")
+    print(
+        f"wrote {out}/model.safetensors, config.json, README.md (load with --checkpoint {out} or fnac.load_checkpoint)"
+    )
     return 0

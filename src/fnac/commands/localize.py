@@ -1,4 +1,5 @@
 """`fnac localize`: where is the sound in this video (or this image + audio pair)?"""
+
 from __future__ import annotations
 
 import argparse
@@ -16,27 +17,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", nargs="?", help="video with an audio track (mp4, mkv, webm, avi, mov, ...)")
     p.add_argument("--image", help="still image (use with --audio instead of a video)")
     p.add_argument("--audio", help="audio file (or any file with an audio track) for --image")
-    p.add_argument("--checkpoint", required=True, help="trained checkpoint (ours or the authors'), or a folder written by fnac export")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="trained checkpoint (ours or the authors'), or a folder written by fnac export",
+    )
     p.add_argument("--out", help="output folder (default: fnac_localize/<video name>)")
     p.add_argument("--every", type=int, default=1, help="localize every K-th frame (default 1)")
-    p.add_argument("--window", type=float, default=None,
-                   help="seconds of audio centred on each frame (default: the checkpoint's, else 3)")
+    p.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help="seconds of audio centred on each frame (default: the checkpoint's, else 3)",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="frames per model batch (default 16)")
     p.add_argument("--stills", type=int, default=4, help="PNG stills of N evenly spaced frames (default 4)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
-    p.add_argument("--format", choices=("mp4", "webm", "mkv"), default="mp4",
-                   help="container of the overlay video (default mp4: H.264 + AAC)")
+    p.add_argument(
+        "--format",
+        choices=("mp4", "webm", "mkv"),
+        default="mp4",
+        help="container of the overlay video (default mp4: H.264 + AAC)",
+    )
     p.add_argument("--no-video", action="store_true", help="skip the overlay video (JSON and stills only)")
     p.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity in the overlays (default 0.5)")
     p.add_argument("--allow-silent", action="store_true", help="localize even when the audio is silent")
     p.add_argument("--gt", help="per-frame ground truth of a synthetic clip (clips/<name>.json): print the score")
-    p.add_argument("--smooth", type=float, default=0.0, metavar="SECONDS",
-                   help="average each frame's map with those of the localized frames within +-SECONDS/2 "
-                        "(steadier peak on real clips; default 0 = off)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on the terminal "
-                                                        "(warnings stay in the JSON)")
-    p.add_argument("--max-seconds", type=float, default=3600.0,
-                   help="refuse clips longer than this (the audio is decoded into memory; 0 = no limit)")
+    p.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="average each frame's map with those of the localized frames within +-SECONDS/2 "
+        "(steadier peak on real clips; default 0 = off)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no warnings on the terminal (warnings stay in the JSON)",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=3600.0,
+        help="refuse clips longer than this (the audio is decoded into memory; 0 = no limit)",
+    )
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -78,9 +103,18 @@ def run(args: argparse.Namespace) -> int:
         return _run_pair(args, model, window)
 
     out = Path(args.out) if args.out else Path("fnac_localize") / Path(args.video).stem
-    result = inf.localize_video(model, args.video, every=args.every, window=window, batch_size=args.batch_size,
-                                device=args.device, progress=not args.quiet, allow_silent=args.allow_silent,
-                                max_seconds=args.max_seconds, smooth=args.smooth)
+    result = inf.localize_video(
+        model,
+        args.video,
+        every=args.every,
+        window=window,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.quiet,
+        allow_silent=args.allow_silent,
+        max_seconds=args.max_seconds,
+        smooth=args.smooth,
+    )
     _warn(args, result.warnings)
     stem = Path(args.video).stem
     written: list[Path] = []
@@ -95,14 +129,18 @@ def run(args: argparse.Namespace) -> int:
     written += outputs.write_stills(result, out / "stills", args.stills, alpha=args.alpha)
 
     s = result.summary()
-    print(f"{args.video}: {s['frames_localized']} frames localized (every {args.every} of {s['video_frames']}, "
-          f"{s['video_fps']:g} fps video, {s['window']:g} s audio windows at {s['sample_rate']} Hz"
-          + (f", maps smoothed over {s['smooth']:g} s)" if s["smooth"] else ")"))
+    print(
+        f"{args.video}: {s['frames_localized']} frames localized (every {args.every} of {s['video_frames']}, "
+        f"{s['video_fps']:g} fps video, {s['window']:g} s audio windows at {s['sample_rate']} Hz"
+        + (f", maps smoothed over {s['smooth']:g} s)" if s["smooth"] else ")")
+    )
     print(f"speed: {s['fps_achieved']:.2f} frames/s on {args.device} ({s['elapsed_s']:.1f} s)")
     if score is not None:
-        print(f"score vs {args.gt}: peak in the sounding object's box {100 * score['peak_in_box']:.2f}% "
-              f"(in a silent object's {100 * score['peak_in_silent']:.2f}%), mean cIoU "
-              f"{100 * score['mean_ciou']:.2f}%, cIoU@0.5 {100 * score['ciou50']:.2f}% over {score['frames']} frames")
+        print(
+            f"score vs {args.gt}: peak in the sounding object's box {100 * score['peak_in_box']:.2f}% "
+            f"(in a silent object's {100 * score['peak_in_silent']:.2f}%), mean cIoU "
+            f"{100 * score['mean_ciou']:.2f}%, cIoU@0.5 {100 * score['ciou50']:.2f}% over {score['frames']} frames"
+        )
     print("outputs:")
     for p in written:
         print(f"  {p}")
@@ -114,15 +152,18 @@ def _run_pair(args: argparse.Namespace, model, window: float) -> int:
     from fnac import outputs
 
     out = Path(args.out) if args.out else Path("fnac_localize") / Path(args.image).stem
-    res = inf.localize_pair_result(model, args.image, args.audio, window=window, device=args.device,
-                                   allow_silent=args.allow_silent)
+    res = inf.localize_pair_result(
+        model, args.image, args.audio, window=window, device=args.device, allow_silent=args.allow_silent
+    )
     _warn(args, res.warnings)
     fr = res.frame
     stem = Path(args.image).stem
     png = outputs.write_pair_overlay(fr, args.image, out / f"{stem}_overlay.png", alpha=args.alpha)
     js = outputs.write_json(res.to_dict(), out / f"{stem}.json")  # the same shape as a video's JSON
-    print(f"{args.image} + {args.audio}: peak at x={fr.peak[0]:.3f}, y={fr.peak[1]:.3f} (normalised), box "
-          + json.dumps([round(v, 3) for v in fr.box]))
+    print(
+        f"{args.image} + {args.audio}: peak at x={fr.peak[0]:.3f}, y={fr.peak[1]:.3f} (normalised), box "
+        + json.dumps([round(v, 3) for v in fr.box])
+    )
     print("outputs:")
     for p in (png, js):
         print(f"  {p}")

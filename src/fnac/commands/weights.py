@@ -1,4 +1,5 @@
 """fnac weights: list the known pretrained weight files, or download one (verified)."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ls.add_argument("--dir", help="folder to look in (default: the PyTorch hub cache, torch.hub.get_dir()/checkpoints)")
     fe = sub.add_parser("fetch", help="download a known file into the PyTorch hub cache, resumable, checksum-verified")
     fe.add_argument("name", help="which file (see `fnac weights list`), e.g. resnet18-imagenet")
-    fe.add_argument("--url", help="download from this address instead of the official one (also: $FNAC_WEIGHTS_URL); "
-                                  "the known checksum is still required")
+    fe.add_argument(
+        "--url",
+        help="download from this address instead of the official one (also: $FNAC_WEIGHTS_URL); "
+        "the known checksum is still required",
+    )
     fe.add_argument("--dir", help="destination folder (default: the PyTorch hub cache, where training looks)")
     fe.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -3,6 +3,7 @@
 Parameter names equal the authors' (``imgnet.*``, ``audnet.*``, ``img_proj.*``, ``aud_proj.*``), so their
 released checkpoints load into this module unchanged (see fnac.checkpoint).
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,14 +15,14 @@ from torch import Tensor, nn
 
 from fnac.config import ModelConfig
 from fnac.errors import CheckpointError, ConfigError
-from fnac.safeload import safe_torch_load
-from fnac.weights import default_dir, file_record
 from fnac.models.resnet import (
     ResNet18Trunk,
     imagenet_state_dict,
     reference_init_,
     torch_cache_resnet18,
 )
+from fnac.safeload import safe_torch_load
+from fnac.weights import default_dir, file_record
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def load_state_strict(module: nn.Module, sd: dict[str, Tensor], source: str) -> 
         if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or shapes:
+
         def few(xs: list[str]) -> str:
             return ", ".join(xs[:8]) + (f" ... ({len(xs)} in all)" if len(xs) > 8 else "")
 
@@ -75,13 +77,17 @@ def resolve_pretrained(cfg: ModelConfig) -> str | None:
     None when there is none (or cfg.pretrained is "none": random initialisation on purpose)."""
     if cfg.pretrained == NO_WEIGHTS:
         if cfg.pretrained_required:
-            raise ConfigError("model.pretrained is 'none' (random initialisation) but "
-                              "model.pretrained_required is true; set one of them differently")
+            raise ConfigError(
+                "model.pretrained is 'none' (random initialisation) but "
+                "model.pretrained_required is true; set one of them differently"
+            )
         return None
     if cfg.pretrained:
         if not Path(cfg.pretrained).is_file():
-            raise CheckpointError(f"model.pretrained: file not found: {cfg.pretrained} (or leave it empty to "
-                                  "use the PyTorch cache: fnac weights fetch resnet18-imagenet)")
+            raise CheckpointError(
+                f"model.pretrained: file not found: {cfg.pretrained} (or leave it empty to "
+                "use the PyTorch cache: fnac weights fetch resnet18-imagenet)"
+            )
         return cfg.pretrained
     if cfg.width == 64:
         cached = torch_cache_resnet18()
@@ -137,7 +143,8 @@ class FNAC(nn.Module):
                 hint = f"; {FETCH_HINT}" if cfg.width == 64 else ""
                 log.warning(
                     "no ImageNet weights for the visual backbone (model.pretrained is empty and the "
-                    "PyTorch cache has none): starting from random initialisation%s", hint
+                    "PyTorch cache has none): starting from random initialisation%s",
+                    hint,
                 )
 
     def encode_image(self, images: Tensor) -> Tensor:

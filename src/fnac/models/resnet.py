@@ -5,6 +5,7 @@ Only the convolutional trunk is built: the global pool and classifier are replac
 (FNAC uses the layer4 map for images and a global max pool for audio), and neither has parameters
 in the reference checkpoints.
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -22,9 +23,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.downsample: nn.Module | None = None
         if stride != 1 or in_ch != out_ch:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
+            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)

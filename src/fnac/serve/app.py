@@ -11,6 +11,7 @@ decoded. One worker thread runs the same localization as `fnac localize` (`fnac.
 at a time; the page polls `GET /api/jobs/{id}` and then plays `GET /api/jobs/{id}/overlay.mp4`.
 Errors are JSON: {"error": "..."}.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -101,13 +102,22 @@ class Job:
     created: float = field(default_factory=time.time)
 
     def public(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"job": self.id, "state": self.state, "filename": self.filename,
-                               "progress": round(self.progress, 4), "duration": round(self.duration, 3)}
+        out: dict[str, Any] = {
+            "job": self.id,
+            "state": self.state,
+            "filename": self.filename,
+            "progress": round(self.progress, 4),
+            "duration": round(self.duration, 3),
+        }
         if self.error:
             out["error"] = self.error
         if self.state == "done":
-            out["result"] = {"video_url": f"/api/jobs/{self.id}/overlay", "json_url": f"/api/jobs/{self.id}/result.json",
-                             "summary": self.summary, "frames": self.frames}
+            out["result"] = {
+                "video_url": f"/api/jobs/{self.id}/overlay",
+                "json_url": f"/api/jobs/{self.id}/result.json",
+                "summary": self.summary,
+                "frames": self.frames,
+            }
         return out
 
 
@@ -190,17 +200,27 @@ class JobManager:
             job.progress = 0.9 * min(1.0, done / max(total, 1))  # the last 10%: writing the video
 
         try:
-            result = inf.localize_video(self.model, job.input, every=lim.every, window=lim.window,
-                                        batch_size=lim.batch_size, device=lim.device, progress=False,
-                                        on_progress=progress, smooth=job.smooth)
+            result = inf.localize_video(
+                self.model,
+                job.input,
+                every=lim.every,
+                window=lim.window,
+                batch_size=lim.batch_size,
+                device=lim.device,
+                progress=False,
+                on_progress=progress,
+                smooth=job.smooth,
+            )
             outputs.write_overlay_video(result, job.dir / f"overlay.{lim.video_format}")
             doc = result.to_dict()
             doc["summary"]["video"] = job.filename
             doc["summary"]["warnings"] = [self._user_text(w, job) for w in doc["summary"]["warnings"]]
             outputs.write_json(doc, job.dir / "result.json")
             job.summary = doc["summary"]
-            job.frames = [{"time": f["time"], "peak": f["peak"], "box": f["box"], "confidence": f["confidence"]}
-                          for f in doc["frames"]]
+            job.frames = [
+                {"time": f["time"], "peak": f["peak"], "box": f["box"], "confidence": f["confidence"]}
+                for f in doc["frames"]
+            ]
             job.progress = 1.0
             job.state = "done"
         except _Stopped:
@@ -266,8 +286,9 @@ def _lifespan(manager: JobManager, remove: Path | None):
     return lifespan
 
 
-def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None,
-               checkpoint: str | Path | None = None):
+def create_app(
+    model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None, checkpoint: str | Path | None = None
+):
     """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None, removed
     when the app shuts down); `checkpoint` is the file the model came from (shown on the page)."""
     limits = _checked_limits(limits)
@@ -276,8 +297,13 @@ def create_app(model: FNAC, limits: Limits | None = None, workdir: str | Path | 
     wd.mkdir(parents=True, exist_ok=True)
     model.eval()
     manager = JobManager(model, limits, wd)
-    app = FastAPI(title="fnac demo", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=_lifespan(manager, wd if own else None))
+    app = FastAPI(
+        title="fnac demo",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_lifespan(manager, wd if own else None),
+    )
     app.state.manager = manager
     app.state.limits = limits
     app.state.workdir = wd
@@ -314,8 +340,7 @@ def _add_info_route(app: FastAPI, model: FNAC, limits: Limits, checkpoint: str |
             "image_size": inf.default_image_size(model),
             "video_type": OUTPUT_TYPES[limits.video_format],
             "max_smooth": MAX_SMOOTH,
-            "checkpoint": {"file": Path(checkpoint).name if checkpoint else None,
-                           "trained_on": trained_on(model)},
+            "checkpoint": {"file": Path(checkpoint).name if checkpoint else None, "trained_on": trained_on(model)},
         }
 
 
@@ -324,22 +349,26 @@ def _add_upload_route(app: FastAPI, manager: JobManager, limits: Limits) -> None
     is taken; then the body is received (`_receive_upload`)."""
 
     @app.post("/api/jobs", status_code=202)
-    async def create_job(request: Request, filename: str = Query("", max_length=1000),
-                         smooth: float = Query(0.0)):
+    async def create_job(request: Request, filename: str = Query("", max_length=1000), smooth: float = Query(0.0)):
         name = sanitize_filename(filename)
         suffix = Path(name).suffix.lower()
         if suffix not in ALLOWED_SUFFIXES:
-            return _error(415, f"{name}: unsupported file type {suffix or '(no extension)'}; "
-                               f"upload a video ({', '.join(ALLOWED_SUFFIXES)})")
+            return _error(
+                415,
+                f"{name}: unsupported file type {suffix or '(no extension)'}; "
+                f"upload a video ({', '.join(ALLOWED_SUFFIXES)})",
+            )
         if not 0 <= smooth <= MAX_SMOOTH:  # also refuses NaN
             return _error(422, f"{name}: smoothing must be between 0 and {MAX_SMOOTH:g} seconds, got {smooth:g}")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes:
-            return _error(413, f"{name}: {int(declared) / 2**20:.1f} MB is more than the "
-                               f"{limits.max_upload_mb:g} MB limit")
+            return _error(
+                413, f"{name}: {int(declared) / 2**20:.1f} MB is more than the {limits.max_upload_mb:g} MB limit"
+            )
         if not manager.reserve():  # before the body is read: concurrent uploads count too
-            return _error(429, f"{name}: the server is busy with {limits.max_queue} other videos; "
-                               "try again in a minute")
+            return _error(
+                429, f"{name}: the server is busy with {limits.max_queue} other videos; try again in a minute"
+            )
         held = [True]  # the place passes to the job when it is submitted
         try:
             return await _receive_upload(request, manager, limits, name, suffix, held, smooth)
@@ -381,8 +410,9 @@ def _probe_problem(mi: media.MediaInfo, name: str, limits: Limits) -> tuple[int,
     return None
 
 
-async def _receive_upload(request: Request, manager: JobManager, limits: Limits, name: str, suffix: str,
-                          held: list[bool], smooth: float):
+async def _receive_upload(
+    request: Request, manager: JobManager, limits: Limits, name: str, suffix: str, held: list[bool], smooth: float
+):
     """Receive the body into a new job folder, probe it, and queue the job (202); any refusal removes
     the folder. `held[0]` becomes False when the queue place passes to the job."""
     jid, d = manager.new_dir()
@@ -394,9 +424,14 @@ async def _receive_upload(request: Request, manager: JobManager, limits: Limits,
         return _error(400, f"{name}: upload interrupted ({type(e).__name__})")
     if outcome == "stalled":
         shutil.rmtree(d, ignore_errors=True)
-        return JSONResponse({"error": f"{name}: the upload stalled (nothing received for "
-                                      f"{limits.body_timeout:g} s after {size} bytes); try again"},
-                            status_code=408, headers={"Connection": "close"})
+        return JSONResponse(
+            {
+                "error": f"{name}: the upload stalled (nothing received for "
+                f"{limits.body_timeout:g} s after {size} bytes); try again"
+            },
+            status_code=408,
+            headers={"Connection": "close"},
+        )
     if outcome == "too big":
         shutil.rmtree(d, ignore_errors=True)
         return _error(413, f"{name}: more than the {limits.max_upload_mb:g} MB upload limit")
@@ -438,8 +473,12 @@ def _add_result_routes(app: FastAPI, manager: JobManager, limits: Limits) -> Non
             return _error(404, f"no result video for job {jid!r}")
         p = job.dir / f"overlay.{limits.video_format}"
         stem = Path(job.filename).stem
-        return FileResponse(p, media_type=OUTPUT_TYPES[limits.video_format],
-                            filename=f"{stem}_fnac.{limits.video_format}", content_disposition_type="inline")
+        return FileResponse(
+            p,
+            media_type=OUTPUT_TYPES[limits.video_format],
+            filename=f"{stem}_fnac.{limits.video_format}",
+            content_disposition_type="inline",
+        )
 
     @app.get("/api/jobs/{jid}/result.json")
     def job_json(jid: str):
