@@ -32,10 +32,11 @@ import logging
 import math
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the experiments' shared helpers
+from _cells import Results, run_cells  # noqa: E402
 
 FNAC, EZVSL = "FNAC", "EZ-VSL (FNAC, weights 0)"
 BASELINES = ("centre prior", "whole image", "random")
@@ -437,8 +438,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "results.jsonl"
-    done = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()] if log_path.is_file() else []
+    results = Results(out)
+    done = results.rows
     cells = []
     if not args.summary_only:
         weights = {r: ensure_pretrained(r, args) for r in args.recipes}
@@ -462,46 +463,15 @@ def main(argv: list[str] | None = None) -> None:
                         )
     names = {cell_name(r) for r in done}
     todo = [c for c in cells if cell_name(c) not in names]
-    t0 = time.monotonic()
-
-    def record(row: dict) -> None:
-        with open(log_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        done.append(row)
-
-    def late() -> bool:
-        if todo and args.deadline and time.monotonic() - t0 > args.deadline:
-            print(f"deadline: {len(todo)} cells not started", flush=True)
-            todo.clear()
-        return not todo
-
-    running: list[tuple[subprocess.Popen, Path, dict]] = []
-    while not late() or running:
-        while todo and len(running) < max(1, args.jobs):
-            c = todo.pop(0)
-            row_file = out / f".row_{cell_name(c)}.json"
-            row_file.unlink(missing_ok=True)
-            log_file = open(out / f"{cell_name(c)}.log", "w")
-            running.append(
-                (
-                    subprocess.Popen(_child_argv(c, args, row_file), stdout=log_file, stderr=subprocess.STDOUT),
-                    row_file,
-                    c,
-                )
-            )
-        for item in list(running):
-            proc, row_file, c = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            if proc.returncode == 0 and row_file.is_file():
-                record(json.loads(row_file.read_text()))
-                row_file.unlink()
-                print(f"cell {cell_name(c)} done ({time.monotonic() - t0:.0f} s)", flush=True)
-            else:
-                print(f"cell {cell_name(c)} FAILED (exit {proc.returncode}; see its .log)", flush=True)
-        if running:
-            time.sleep(0.5)
+    run_cells(
+        todo,
+        name=cell_name,
+        argv=lambda c, row_file: _child_argv(c, args, row_file),
+        out=out,
+        jobs=args.jobs,
+        deadline=args.deadline,
+        record=results.record,
+    )
     wanted = {cell_name(c) for c in cells}
     rows = [r for r in done if args.summary_only or cell_name(r) in wanted]
     if rows:

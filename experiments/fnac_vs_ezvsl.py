@@ -21,10 +21,12 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the experiments' shared helpers
+from _cells import Results, run_cells  # noqa: E402
 
 METRICS = ("ciou50", "auc", "mean_ciou")
 PRIOR = "centre prior"
@@ -142,53 +144,30 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "results.jsonl"
-    done = []
-    if log_path.is_file():
-        done = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    results = Results(out)
+    done = results.rows
 
     def have(k: int, seed: int) -> bool:
         return any(r["classes"] == k and r["seed"] == seed and r.get("tag", "") == args.tag for r in done)
 
-    def record(row: dict) -> None:
-        with open(log_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        done.append(row)
-
     todo = [(k, s) for k in args.classes for s in args.seeds if not have(k, s)]
-    t0 = time.monotonic()
-
-    def late() -> bool:
-        if todo and args.deadline and time.monotonic() - t0 > args.deadline:
-            print(f"deadline: {len(todo)} cells not started", flush=True)
-            todo.clear()
-        return not todo
-
     if args.jobs <= 1:  # in this process, one cell after another
-        while not late():
-            record(run_cell(*todo.pop(0), args))
-    running: list[tuple[subprocess.Popen, Path, int, int]] = []
-    while (args.jobs > 1 and not late()) or running:
-        while todo and len(running) < args.jobs:
-            k, s = todo.pop(0)
-            row_file = out / f".row_{args.tag}_k{k}_s{s}.json"
-            row_file.unlink(missing_ok=True)
-            log_file = open(out / f"{args.tag or 'small'}_k{k}_s{s}.log", "w")
-            proc = subprocess.Popen(_child_argv(k, s, args, row_file), stdout=log_file, stderr=subprocess.STDOUT)
-            running.append((proc, row_file, k, s))
-        for item in list(running):
-            proc, row_file, k, s = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            if proc.returncode == 0 and row_file.is_file():
-                record(json.loads(row_file.read_text()))
-                row_file.unlink()
-                print(f"cell classes={k} seed={s} done ({time.monotonic() - t0:.0f} s)", flush=True)
-            else:
-                print(f"cell classes={k} seed={s} FAILED (exit {proc.returncode}; see its .log)", flush=True)
-        if running:
-            time.sleep(1.0)
+        t0 = time.monotonic()
+        while todo and not (args.deadline and time.monotonic() - t0 > args.deadline):
+            results.record(run_cell(*todo.pop(0), args))
+        if todo:
+            print(f"deadline: {len(todo)} cells not started", flush=True)
+    else:
+        run_cells(
+            todo,
+            name=lambda c: f"{args.tag or 'small'}_k{c[0]}_s{c[1]}",
+            argv=lambda c, row_file: _child_argv(c[0], c[1], args, row_file),
+            out=out,
+            jobs=args.jobs,
+            deadline=args.deadline,
+            record=results.record,
+            poll=1.0,
+        )
     rows = [
         r for r in done if r["classes"] in args.classes and r["seed"] in args.seeds and r.get("tag", "") == args.tag
     ]
