@@ -157,6 +157,80 @@ def test_row_name_comes_from_the_checkpoint(tmp_path):
     assert model_label(tmp_path / "authors_export").startswith("FNAC or EZ-VSL (authors' checkpoint")
 
 
+def test_a_warm_up_only_export_is_named_like_its_checkpoint(tmp_path):
+    """The export keeps its source's epoch (config.json source.epoch): a checkpoint saved at epoch 2 of
+    3 warm-up epochs and its export are both "warm-up only"; after the warm-up both are "FNAC"."""
+    from fnac.checkpoint import load_model_and_config
+    from fnac.export import export_checkpoint
+    from fnac.report import model_label
+
+    early = _tiny_checkpoint(tmp_path / "early.pt", tmp_path, (10.0, 10.0, 10.0), epoch=2, warmup=3)
+    export_checkpoint(early, tmp_path / "early_export")
+    name = "FNAC (warm-up only: 2 of 3 warm-up epochs)"
+    assert model_label(early) == model_label(tmp_path / "early_export") == name
+    assert load_model_and_config(tmp_path / "early_export").epoch == 2
+    late = _tiny_checkpoint(tmp_path / "late.pt", tmp_path, (10.0, 10.0, 10.0), epoch=4, warmup=3)
+    export_checkpoint(late, tmp_path / "late_export")
+    assert model_label(late) == model_label(tmp_path / "late_export") == "FNAC"
+
+
+def test_model_label_uses_what_the_caller_already_loaded(tmp_path):
+    """Given the LoadedCheckpoint, model_label names the row from its config and epoch without
+    opening the file (here: gone by then), the same name as from the file."""
+    from fnac.checkpoint import load_model_and_config
+    from fnac.report import model_label
+
+    cases = [
+        ((10.0, 10.0, 10.0), 2, 3, "FNAC (warm-up only: 2 of 3 warm-up epochs)"),
+        ((10.0, 10.0, 0.0), 5, 3, "FNAC (loss.fns2=0)"),
+        ((0.0, 0.0, 0.0), 1, 3, "EZ-VSL"),
+    ]
+    for i, (weights, epoch, warmup, name) in enumerate(cases):
+        path = _tiny_checkpoint(tmp_path / f"{i}.pt", tmp_path, weights, epoch=epoch, warmup=warmup)
+        loaded = load_model_and_config(path)
+        assert loaded.epoch == epoch and model_label(path) == name
+        path.unlink()
+        assert model_label(path, loaded) == name
+    ref = tmp_path / "authors.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in tiny_model().state_dict().items()}, "epoch": 20}, ref)
+    loaded = load_model_and_config(ref)
+    assert loaded.config is None and loaded.epoch is None  # the authors' epoch is not ours to read
+    ref.unlink()
+    assert model_label(ref, loaded) == "FNAC or EZ-VSL (authors' checkpoint authors.pth)"
+
+
+def test_eval_reads_the_checkpoint_once(tiny_synth, tmp_path, monkeypatch, capsys):
+    """`fnac eval` opens a checkpoint file once (the model, the config and the row name all come from
+    that read), and an exported folder's config.json once; a warm-up-only export keeps its name."""
+    from pathlib import Path
+
+    from fnac.export import export_checkpoint
+
+    early = _tiny_checkpoint(tmp_path / "early.pt", tiny_synth, (10.0, 10.0, 10.0), epoch=2, warmup=3)
+    export_checkpoint(early, tmp_path / "early_export")
+    opened: list[Path] = []
+    real_load, real_read_text = torch.load, Path.read_text
+
+    def load(f, *args, **kwargs):
+        opened.append(Path(f))
+        return real_load(f, *args, **kwargs)
+
+    def read_text(self, *args, **kwargs):
+        opened.append(Path(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    monkeypatch.setattr(Path, "read_text", read_text)
+    common = ["--workers", "0", "--no-baselines", "--batch-size", "16"]
+    name = "FNAC (warm-up only: 2 of 3 warm-up epochs)"
+    assert main(["eval", "--checkpoint", str(early), *common]) == 0
+    assert opened.count(early) == 1
+    assert name in _table_rows(capsys.readouterr().out)
+    assert main(["eval", "--checkpoint", str(tmp_path / "early_export"), *common]) == 0
+    assert opened.count(tmp_path / "early_export" / "config.json") == 1
+    assert name in _table_rows(capsys.readouterr().out)
+
+
 def _table_rows(text):
     return [line.split("  ")[0].strip() for line in text.splitlines()]
 

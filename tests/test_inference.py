@@ -484,3 +484,98 @@ def test_cli_scores_a_synthetic_clip(checkpoint, tiny_synth, tmp_path, capsys):
     s = doc["score"]
     assert s["frames"] == len(doc["frames"]) > 0
     assert 0.0 <= s["peak_in_box"] <= 1.0 and 0.0 <= s["mean_ciou"] <= 1.0
+
+
+# ------------------------------------------------------------------ settings from the run config
+
+
+def test_inference_defaults_are_the_reference_without_a_config():
+    from fnac.inference import InferenceDefaults
+
+    d = InferenceDefaults.from_config(None)  # the authors' files carry no config
+    assert (d.image_size, d.alpha, d.sample_rate, d.window) == (224, "drop", 0, 3.0)
+    assert d == InferenceDefaults()
+    # a config left at its defaults says the same as the reference
+    assert InferenceDefaults.from_config(Config()) == InferenceDefaults(224, "drop", 0, 3.0)
+
+
+def test_inference_defaults_come_from_the_data_section():
+    from fnac.inference import InferenceDefaults
+
+    cfg = Config()
+    cfg.data.image_size, cfg.data.alpha, cfg.data.sample_rate, cfg.data.audio_duration = 96, "white", 8000, 1.5
+    d = InferenceDefaults.from_config(cfg)
+    assert (d.image_size, d.alpha, d.sample_rate, d.window) == (96, "white", 8000, 1.5)
+    assert isinstance(d.image_size, int) and isinstance(d.window, float)
+    with pytest.raises(AttributeError):  # frozen: one checkpoint's settings cannot be changed in passing
+        d.image_size = 224
+
+
+def test_load_model_returns_the_config_beside_the_model(checkpoint):
+    from fnac.inference import load_model
+
+    loaded = load_model(checkpoint)
+    assert loaded.config.data.image_size == SIZE and loaded.config.data.audio_duration == 1.0
+    assert loaded.epoch == 0 and not loaded.model.training
+    assert not hasattr(loaded.model, "run_config")  # carried beside the model, not on it
+    model, cfg = loaded  # unpacks as (model, config)
+    assert model is loaded.model and cfg is loaded.config
+
+
+def test_cli_pair_uses_the_checkpoints_settings(model, tmp_path, capsys):
+    """`fnac localize --image --audio` with a checkpoint whose run config sets a 64 px input, 8 kHz
+    audio, a 1.5 s window and alpha "white": the peak's cosine is the one computed by hand from the
+    image composited over white and the 1.5 s window centred in the clip resampled to 8 kHz."""
+    from fnac import audio as faudio
+    from fnac import vision
+
+    cfg = Config(model=ModelConfig(width=8, embed_dim=16))
+    cfg.data.image_size, cfg.data.sample_rate, cfg.data.audio_duration, cfg.data.alpha = SIZE, 8000, 1.5, "white"
+    ckpt = tmp_path / "settings.pt"
+    save_checkpoint(ckpt, model, cfg, epoch=4, step=0)
+    rgb = _frames(1, 40, 60)[0]
+    a = np.full((40, 60), 255, np.uint8)
+    a[:, :30] = 0  # the left half transparent: "white" makes it white, "drop" keeps the colours
+    Image.fromarray(np.dstack([rgb, a]), "RGBA").save(tmp_path / "scene.png")
+    media.write_wav(tmp_path / "sound.wav", _sweep(2.0, 16000), 16000)
+    out = tmp_path / "o"
+    argv = ["localize", "--image", str(tmp_path / "scene.png"), "--audio", str(tmp_path / "sound.wav")]
+    assert main([*argv, "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    capsys.readouterr()
+    doc = json.loads((out / "scene.json").read_text())
+    s = doc["summary"]
+    assert (s["image_size"], s["sample_rate"], s["window"]) == (SIZE, 8000, 1.5)
+
+    x, sr = media.read_audio(tmp_path / "sound.wav", 8000)  # 2 s at 8 kHz: 16000 samples
+    assert sr == 8000 and len(x) == 16000
+    # centred 1.5 s window: samples [0.25 s, 1.75 s) = [2000, 14000)
+    spec = faudio.to_model_input(torch.from_numpy(scipy_spec(x[2000:14000], sr)).float())
+
+    def peak_cos(pixels):
+        with torch.no_grad():
+            img = model.encode_image(vision.test_transform(Image.fromarray(pixels), SIZE)[None])
+            aud = model.encode_audio(spec[None, None])
+        return float(torch.einsum("bchw,bc->bhw", img, aud).max())
+
+    white = np.where(a[..., None] == 0, np.uint8(255), rgb)
+    # max_cos is written with 5 decimals; the tiny random model's cosines are small (about 0.004)
+    assert doc["frames"][0]["max_cos"] == pytest.approx(peak_cos(white), abs=2e-5)
+    assert abs(peak_cos(white) - peak_cos(rgb)) > 1e-4  # "drop" would be told apart
+
+
+def test_localize_video_takes_its_settings_from_the_defaults_passed(model, clips):
+    """None settings come from `defaults`, explicit ones win, and no defaults means the reference's
+    (224 px, the file's 16 kHz, 3 s: the clip of 1 s is then tiled, with a warning)."""
+    from fnac.inference import InferenceDefaults
+
+    d = InferenceDefaults(image_size=SIZE, sample_rate=8000, window=0.5)
+    r = localize_video(model, clips["mp4"], every=4, progress=False, defaults=d)
+    assert (r.image_size, r.sample_rate, r.window) == (SIZE, 8000, 0.5) and not r.warnings
+    assert r.frames[0].map.shape == (SIZE // 32, SIZE // 32)
+    r = localize_video(
+        model, clips["mp4"], every=4, window=1.0, image_size=32, sample_rate=0, progress=False, defaults=d
+    )
+    assert (r.image_size, r.sample_rate, r.window) == (32, 16000, 1.0)
+    r = localize_video(model, clips["mp4"], every=4, progress=False)
+    assert (r.image_size, r.sample_rate, r.window) == (224, 16000, 3.0)
+    assert r.frames[0].map.shape == (7, 7) and any("shorter than the 3 s window" in w for w in r.warnings)

@@ -198,3 +198,33 @@ def test_serve_command_checks_before_binding(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.2")
+
+
+def test_app_uses_the_checkpoints_image_size_and_sample_rate(model, clip, tmp_path):
+    """A checkpoint trained at 64 px on 8 kHz audio: the app, given the config `load_model` read beside
+    the model, localizes at 64 px on the audio resampled to 8 kHz and says where the run's data was;
+    without a config (the authors' files) it uses the reference's 224 px and the file's 16 kHz."""
+    from fnac import inference as inf
+    from fnac.checkpoint import save_checkpoint
+    from fnac.config import Config
+
+    cfg = Config(model=ModelConfig(width=8, embed_dim=16))
+    cfg.data.image_size, cfg.data.sample_rate, cfg.data.root = 64, 8000, "data/my_set"
+    path = tmp_path / "small.pt"
+    save_checkpoint(path, model, cfg, epoch=1, step=0)
+    loaded = inf.load_model(path)
+    cases = [
+        (dict(config=loaded.config, checkpoint=path), 64, 8000, "data/my_set"),
+        (dict(), 224, 16000, None),
+    ]
+    for i, (kw, size, rate, root) in enumerate(cases):
+        app = create_app(loaded.model, Limits(window=1.0, every=4), tmp_path / f"work{i}", **kw)
+        with TestClient(app) as c:
+            info = c.get("/api/info").json()
+            assert info["image_size"] == size and info["checkpoint"]["trained_on"] == root
+            r = c.post("/api/jobs", params={"filename": "clip.mp4"}, content=clip.read_bytes())
+            assert r.status_code == 202, r.text
+            job = _wait(c, r.json()["job"])
+            assert job["state"] == "done", job
+            summary = job["result"]["summary"]
+            assert (summary["image_size"], summary["sample_rate"], summary["window"]) == (size, rate, 1.0)

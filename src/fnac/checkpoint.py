@@ -22,8 +22,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -265,19 +267,50 @@ def export_model_config(meta: dict, source: str) -> ModelConfig:
     return from_dict({"model": meta["model"]}, f"{source} (model)").model
 
 
-class LoadedCheckpoint(NamedTuple):
-    """A model read from a checkpoint file or exported folder, with the run config stored beside it."""
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A model read from a checkpoint file or exported folder, with what the file says beside it.
+
+    ``model, cfg = loaded`` unpacks the model and the config (the epoch is read by name)."""
 
     model: FNAC  # in eval mode, on the requested device
     config: Config | None  # the run's config; None for the authors' files (and exports of them)
+    epoch: int | None = None  # the checkpoint's 'epoch' (the next epoch to train); None where unknown
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.model
+        yield self.config
+
+
+def stored_epoch(value: Any) -> int | None:
+    """An 'epoch' entry of one of our checkpoints (or the source epoch of an export) as an int, None
+    when absent or not an integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def export_epoch(meta: dict) -> int | None:
+    """The epoch of the checkpoint an exported folder was made from (``source.epoch`` of its
+    config.json, written by fnac.export); None for an export of the authors' file or when not recorded."""
+    source = meta.get("source")
+    if not isinstance(source, dict) or source.get("kind") != "fnac":
+        return None
+    return stored_epoch(source.get("epoch"))
+
+
+def export_run_config(meta: dict, folder: str | Path) -> Config | None:
+    """The run config of an exported folder's config.json (`meta`); None for an export of the authors' file."""
+    run = meta.get("run_config")
+    return from_dict(run, f"{Path(folder) / EXPORT_CONFIG} (run_config)") if run else None
 
 
 def load_model_and_config(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Read `path` once: the FNAC model (eval mode) and the run config it was trained with.
+    """Read `path` once: the FNAC model (eval mode), the run config it was trained with and the epoch
+    the checkpoint was saved at.
 
-    `path` is one of our checkpoints, the authors' released file (no config: ``config`` is None, the
+    `path` is one of our checkpoints, the authors' released file (no config, no epoch: both None, the
     model's shape is read from its tensors) or a folder written by `fnac export` (model.safetensors +
-    config.json, read without unpickling). ``model, cfg = load_model_and_config(path)`` unpacks it."""
+    config.json, read without unpickling; the epoch is that of the checkpoint it was exported from).
+    ``model, cfg = load_model_and_config(path)`` unpacks the first two."""
     return _load(path, map_location, with_config=True)
 
 
@@ -288,23 +321,23 @@ def _load(path: str | Path, map_location: str | torch.device, with_config: bool)
         model = FNAC(mcfg, load_pretrained=False)
         load_state_strict(model, sd, str(Path(path) / EXPORT_WEIGHTS))
         model.pretrained_weights = meta.get("pretrained")
-        run = meta.get("run_config") if with_config else None  # only parsed when asked for
-        config = from_dict(run, f"{Path(path) / EXPORT_CONFIG} (run_config)") if run else None
-        return LoadedCheckpoint(model.to(map_location).eval(), config)
+        config = export_run_config(meta, path) if with_config else None  # only parsed when asked for
+        return LoadedCheckpoint(model.to(map_location).eval(), config, export_epoch(meta))
     obj = read_checkpoint(path)
-    config = None
+    config, epoch = None, None
     if is_reference_checkpoint(obj):
         sd = convert_reference_state(obj["model"])
         mcfg = infer_model_config(sd)
     else:
         sd = obj["model"]
         config = from_dict(obj.get("config", {}), f"{path} (config)")
+        epoch = stored_epoch(obj.get("epoch"))
         mcfg = copy.deepcopy(config.model)
     mcfg.pretrained = ""  # the weights come from the checkpoint
     model = FNAC(mcfg, load_pretrained=False)
     load_state_strict(model, sd, str(path))
     model.pretrained_weights = obj.get("pretrained")
-    return LoadedCheckpoint(model.to(map_location).eval(), config)
+    return LoadedCheckpoint(model.to(map_location).eval(), config, epoch)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> FNAC:
@@ -317,9 +350,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def checkpoint_config(path: str | Path) -> Config | None:
     """The run config stored in one of our checkpoints or exports (None for the authors' files)."""
     if Path(path).is_dir():
-        meta = read_export_meta(path)
-        run = meta.get("run_config")
-        return from_dict(run, f"{Path(path) / EXPORT_CONFIG} (run_config)") if run else None
+        return export_run_config(read_export_meta(path), path)
     obj = read_checkpoint(path)
     if is_reference_checkpoint(obj):
         return None

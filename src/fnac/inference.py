@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,7 +30,8 @@ import torch
 from fnac import audio as faudio
 from fnac import localization as loc
 from fnac import media, vision
-from fnac.checkpoint import load_model_and_config
+from fnac.checkpoint import LoadedCheckpoint, load_model_and_config
+from fnac.config import Config
 from fnac.errors import ConfigError, MediaError, NoAudioTrackError
 from fnac.media import iter_video_frames_checked
 from fnac.models.fnac import FNAC, localization_maps
@@ -43,16 +44,18 @@ __all__ = [  # the public names, those defined elsewhere included (kept importab
     "MAX_VIDEO_PIXELS",
     "MAX_VIDEO_SECONDS",
     "MIN_AUDIO_SECONDS",
+    "REFERENCE_ALPHA",
+    "REFERENCE_IMAGE_SIZE",
+    "REFERENCE_SAMPLE_RATE",
+    "REFERENCE_WINDOW",
     "SILENCE_PEAK",
     "FrameResult",
+    "InferenceDefaults",
+    "LoadedCheckpoint",
     "PairResult",
     "VideoResult",
     "audio_batch",
     "check_video",
-    "default_alpha",
-    "default_image_size",
-    "default_sample_rate",
-    "default_window",
     "frame_result",
     "iter_video_frames_checked",
     "load_audio_checked",
@@ -80,43 +83,44 @@ MAX_VIDEO_PIXELS = 4096 * 4096  # larger frames are refused from the probe, befo
 # Model and settings
 
 
-def load_model(checkpoint: str | os.PathLike, device: str = "cpu") -> FNAC:
-    """`fnac.load_checkpoint` plus the run config stored in the checkpoint, kept as the attribute
-    `run_config` (a `fnac.config.Config`, None for the authors' files) so that inference uses the
-    image size and sample rate the model was trained with."""
-    model, run_config = load_model_and_config(checkpoint, map_location=device)  # one read of the file
-    model.run_config = run_config
-    return model
+REFERENCE_IMAGE_SIZE = 224  # the reference's test input: 224 x 224
+REFERENCE_ALPHA = "drop"  # transparent frames: the alpha channel dropped, as the reference's PIL convert
+REFERENCE_SAMPLE_RATE = 0  # 0 = the file's native rate (the reference does not resample)
+REFERENCE_WINDOW = 3.0  # seconds of audio per frame
 
 
-def _run_data_config(model: FNAC) -> Any:
-    cfg = getattr(model, "run_config", None)
-    return getattr(cfg, "data", None)
+@dataclass(frozen=True)
+class InferenceDefaults:
+    """The input settings a model was trained with, used where a call does not set them: image size,
+    how transparent images become RGB, audio sample rate (0 = the file's native rate) and window."""
+
+    image_size: int = REFERENCE_IMAGE_SIZE
+    alpha: str = REFERENCE_ALPHA
+    sample_rate: int = REFERENCE_SAMPLE_RATE
+    window: float = REFERENCE_WINDOW
+
+    @classmethod
+    def from_config(cls, cfg: Config | None) -> InferenceDefaults:
+        """The run config's data.image_size, data.alpha, data.sample_rate and data.audio_duration
+        (each when set, > 0); the reference's values for what it does not set and for no config (the
+        authors' files)."""
+        if cfg is None:
+            return cls()
+        data = cfg.data
+        return cls(
+            image_size=int(data.image_size) if data.image_size > 0 else REFERENCE_IMAGE_SIZE,
+            alpha=str(data.alpha),
+            sample_rate=int(data.sample_rate) if data.sample_rate > 0 else REFERENCE_SAMPLE_RATE,
+            window=float(data.audio_duration) if data.audio_duration > 0 else REFERENCE_WINDOW,
+        )
 
 
-def default_image_size(model: FNAC) -> int:
-    """The model's training image size (checkpoint config data.image_size), else 224."""
-    data = _run_data_config(model)
-    return int(data.image_size) if data is not None and data.image_size > 0 else 224
-
-
-def default_alpha(model: FNAC) -> str:
-    """The checkpoint's data.alpha (how transparent frames become RGB), else "drop" (the reference)."""
-    data = _run_data_config(model)
-    return str(getattr(data, "alpha", "drop")) if data is not None else "drop"
-
-
-def default_sample_rate(model: FNAC) -> int:
-    """The checkpoint's data.sample_rate (> 0 = resample to it), else 0 = the file's native rate
-    (the reference)."""
-    data = _run_data_config(model)
-    return int(data.sample_rate) if data is not None and data.sample_rate > 0 else 0
-
-
-def default_window(model: FNAC) -> float:
-    """The checkpoint's data.audio_duration, else 3 s (the reference)."""
-    data = _run_data_config(model)
-    return float(data.audio_duration) if data is not None and data.audio_duration > 0 else 3.0
+def load_model(checkpoint: str | os.PathLike, device: str = "cpu") -> LoadedCheckpoint:
+    """The model (eval mode, on `device`), the run config and the epoch stored in a checkpoint file or
+    exported folder, from one read (`fnac.checkpoint.load_model_and_config`). Inference uses the image
+    size and sample rate the model was trained with through
+    ``InferenceDefaults.from_config(loaded.config)``."""
+    return load_model_and_config(checkpoint, map_location=device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,11 +262,23 @@ def check_video(path: str | os.PathLike, max_seconds: float = MAX_VIDEO_SECONDS)
     return info
 
 
+def _settings(
+    defaults: InferenceDefaults | None, window: float | None, image_size: int | None, sample_rate: int | None
+) -> tuple[InferenceDefaults, float, int, int]:
+    """(defaults, window, image size, sample rate to ask for) of one call: what it sets, else `defaults`
+    (the reference's values when None)."""
+    d = defaults if defaults is not None else InferenceDefaults()
+    win = d.window if window is None else window
+    size = int(image_size or d.image_size)
+    sr_req = d.sample_rate if sample_rate is None else int(sample_rate)
+    return d, win, size, sr_req
+
+
 def localize_video(
     model: FNAC,
     video_path: str | os.PathLike,
     every: int = 1,
-    window: float = 3.0,
+    window: float | None = None,
     batch_size: int = 16,
     device: str = "cpu",
     image_size: int | None = None,
@@ -272,12 +288,14 @@ def localize_video(
     on_progress: Callable[[int, int], None] | None = None,
     max_seconds: float = MAX_VIDEO_SECONDS,
     smooth: float = 0.0,
+    defaults: InferenceDefaults | None = None,
 ) -> VideoResult:
     """Localize the sound in every `every`-th frame of a video.
 
     Frame at time t -> audio window of `window` s centred on t (tiled when the clip is shorter than
-    the window). image_size None = the checkpoint's data.image_size, else 224; sample_rate None = the
-    checkpoint's data.sample_rate when > 0, else the file's native rate. on_progress(done, total)
+    the window). `defaults` holds the checkpoint's settings (``InferenceDefaults.from_config(cfg)``;
+    None = the reference's: 3 s, 224 px, the file's native rate); window, image_size and sample_rate
+    None take them from it. on_progress(done, total)
     is called after each batch (total is an estimate from the container). smooth > 0 averages each
     frame's map with those of the localized frames within +-smooth/2 seconds (`smooth_frames`).
     """
@@ -288,8 +306,7 @@ def localize_video(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     path = str(video_path)
-    size = int(image_size or default_image_size(model))
-    sr_req = default_sample_rate(model) if sample_rate is None else int(sample_rate)
+    _, window, size, sr_req = _settings(defaults, window, image_size, sample_rate)
     info = check_video(path, max_seconds)
     t0 = time.perf_counter()
     x, sr, warnings = load_audio_checked(path, window, sr_req, allow_silent)
@@ -354,17 +371,18 @@ def localize_pair(
     model: FNAC,
     image_path: str | os.PathLike,
     audio_path: str | os.PathLike,
-    window: float = 3.0,
+    window: float | None = None,
     device: str = "cpu",
     image_size: int | None = None,
     sample_rate: int | None = None,
     allow_silent: bool = False,
+    defaults: InferenceDefaults | None = None,
 ) -> FrameResult:
     """Localize the sound of an audio file (window centred in the clip, the reference's test-time
     input) in a still image. `audio_path` may be any file with an audio track (wav, flac, mp4, ...).
     The frame only; `localize_pair_result` also returns the settings and warnings."""
     return localize_pair_result(
-        model, image_path, audio_path, window, device, image_size, sample_rate, allow_silent
+        model, image_path, audio_path, window, device, image_size, sample_rate, allow_silent, defaults
     ).frame
 
 
@@ -372,17 +390,19 @@ def localize_pair_result(
     model: FNAC,
     image_path: str | os.PathLike,
     audio_path: str | os.PathLike,
-    window: float = 3.0,
+    window: float | None = None,
     device: str = "cpu",
     image_size: int | None = None,
     sample_rate: int | None = None,
     allow_silent: bool = False,
+    defaults: InferenceDefaults | None = None,
 ) -> PairResult:
-    """`localize_pair` with what a report needs: image size, audio length and rate, warnings."""
-    size = int(image_size or default_image_size(model))
-    sr_req = default_sample_rate(model) if sample_rate is None else int(sample_rate)
+    """`localize_pair` with what a report needs: image size, audio length and rate, warnings.
+    `defaults` and the settings left None as in `localize_video`; a transparent image becomes RGB by
+    `defaults.alpha` ("drop" for the reference)."""
+    d, window, size, sr_req = _settings(defaults, window, image_size, sample_rate)
     t0 = time.perf_counter()
-    img = vision.open_image(image_path, default_alpha(model))
+    img = vision.open_image(image_path, d.alpha)
     x, sr, warnings = load_audio_checked(audio_path, window, sr_req, allow_silent)
     model = model.to(device).eval()
     centre = x.shape[0] / sr / 2.0

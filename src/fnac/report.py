@@ -15,11 +15,15 @@ import torch
 
 from fnac import localization as loc
 from fnac.checkpoint import (
+    LoadedCheckpoint,
     checkpoint_config,
+    export_epoch,
+    export_run_config,
     is_reference_checkpoint,
     load_model_and_config,
     read_checkpoint,
     read_export_meta,
+    stored_epoch,
 )
 from fnac.config import Config, from_dict, load_config, resolve_config_path
 from fnac.data import build_dataset, collate
@@ -48,31 +52,42 @@ def resolve_eval_config(
     return apply_overrides(cfg, list(overrides))
 
 
-def model_label(checkpoint: str | Path) -> str:
+def model_label(checkpoint: str | Path, loaded: LoadedCheckpoint | None = None) -> str:
     """The row name of a checkpoint's model, from what the file says about its training.
 
     Our checkpoints carry their config: "EZ-VSL" when loss.fns1, loss.tns and loss.fns2 are all 0,
     "FNAC" otherwise (a partial ablation names its zero weights, e.g. "FNAC (loss.fns2=0)"), plus
     "warm-up only" when the file was saved before the loss warm-up ended (the regularisers never
     applied). The authors' files hold no config: "FNAC or EZ-VSL (authors' checkpoint <file name>)".
+    An exported folder is named as the checkpoint it was exported from. ``loaded`` is what
+    ``load_model_and_config(checkpoint)`` returned, when the caller has it: the file is then not read.
     """
+    if loaded is not None:
+        return label_from(loaded.config, loaded.epoch, checkpoint)
     if Path(checkpoint).is_dir():  # an exported folder: its config.json says what the run was
-        cfg = checkpoint_config(checkpoint)
-        obj = {"epoch": read_export_meta(checkpoint).get("epoch")}
-        if cfg is None:
-            return f"FNAC or EZ-VSL (authors' checkpoint, exported to {Path(checkpoint).name})"
-    else:
-        obj = read_checkpoint(checkpoint)
-        if is_reference_checkpoint(obj):
-            return f"FNAC or EZ-VSL (authors' checkpoint {Path(checkpoint).name})"
-        cfg = from_dict(obj.get("config", {}), f"{checkpoint} (config)")
+        meta = read_export_meta(checkpoint)
+        return label_from(export_run_config(meta, checkpoint), export_epoch(meta), checkpoint)
+    obj = read_checkpoint(checkpoint)
+    if is_reference_checkpoint(obj):
+        return label_from(None, None, checkpoint)
+    cfg = from_dict(obj.get("config", {}), f"{checkpoint} (config)")
+    return label_from(cfg, stored_epoch(obj.get("epoch")), checkpoint)
+
+
+def label_from(cfg: Config | None, epoch: int | None, checkpoint: str | Path) -> str:
+    """`model_label` from a checkpoint's run config (None: the authors' file, or an export of one), the
+    epoch it was saved at (None: unknown) and its path (a folder is an export)."""
+    name = Path(checkpoint).name
+    if cfg is None:
+        if Path(checkpoint).is_dir():
+            return f"FNAC or EZ-VSL (authors' checkpoint, exported to {name})"
+        return f"FNAC or EZ-VSL (authors' checkpoint {name})"
     weights = {"fns1": cfg.loss.fns1, "tns": cfg.loss.tns, "fns2": cfg.loss.fns2}
     zero = [k for k, w in weights.items() if w == 0]
     if len(zero) == len(weights):
         return "EZ-VSL"
     notes = [f"loss.{k}=0" for k in zero]
-    epoch = obj.get("epoch")
-    if isinstance(epoch, int) and epoch <= cfg.loss.warmup_epochs:
+    if epoch is not None and epoch <= cfg.loss.warmup_epochs:
         notes.append(f"warm-up only: {epoch} of {cfg.loss.warmup_epochs} warm-up epochs")
     return "FNAC" + (f" ({', '.join(notes)})" if notes else "")
 
@@ -161,10 +176,11 @@ def run_evaluation(
 
     ``label`` names the model's row; None derives it from the checkpoint (``model_label``)."""
     dev = resolve_device(device)
-    model, stored = load_model_and_config(checkpoint, dev) if checkpoint else (None, None)
-    cfg = resolve_eval_config(None, config, overrides, stored=stored)
-    if checkpoint and not label:
-        label = model_label(checkpoint)
+    loaded = load_model_and_config(checkpoint, dev) if checkpoint else None  # the one read of the file
+    model = loaded.model if loaded is not None else None
+    cfg = resolve_eval_config(None, config, overrides, stored=loaded.config if loaded is not None else None)
+    if loaded is not None and not label:
+        label = model_label(checkpoint, loaded)
     dataset = build_dataset(cfg.data, split, train=False)
     object_net = ObjectNet(object_weights).to(dev) if object_weights else None
     out = Path(out_dir) if out_dir else None

@@ -1031,14 +1031,37 @@ def generate(
             f"{out}: folder is not empty and holds no synth.json (not a synthetic set); choose an empty or new folder"
         )
     t0 = time.perf_counter()
+    classes = make_classes(cfg)
+    ids = _start_folder(out, cfg)
+    jobs = _jobs(cfg, chunk=32)
+    results = _run_jobs(out, cfg, jobs, workers, progress)
+    scenes = [r for j, job in enumerate(jobs) if job[0] != "clip" for r in results[j]]
+    scenes.sort(key=lambda r: (SPLITS.index(r["split"]), r["file"]))
+    clips = [r for j, job in enumerate(jobs) if job[0] == "clip" for r in results[j]]
+    _write_lists(out, ids, scenes, classes)
+    summary = _summary(out, cfg, scenes, clips, fn_summary, time.perf_counter() - t0, workers)
+    _write_json(
+        out / "synth.json", {"version": SYNTH_VERSION, "complete": True, "config": cfg.to_dict(), "summary": summary}
+    )
+    return summary
+
+
+def _start_folder(out: Path, cfg: SynthConfig) -> dict[str, list[str]]:
+    """Make the sub-folders, remove the files of an earlier set that this config does not write, and
+    mark the set incomplete (synth.json) until `generate` finishes. Returns the sample ids per split."""
     for sub in ("frames", "audio", "masks", "clips"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    classes = make_classes(cfg)
     ids = {s: [sample_id(s, i) for i in range(getattr(cfg, f"n_{s}"))] for s in SPLITS}
     _remove_stale(out, {i for v in ids.values() for i in v}, {f"{_CLIP_PREFIX}{i:03d}" for i in range(cfg.n_clips)})
     _write_json(out / "synth.json", {"version": SYNTH_VERSION, "complete": False, "config": cfg.to_dict()})
+    return ids
 
-    jobs = _jobs(cfg, chunk=32)
+
+def _run_jobs(
+    out: Path, cfg: SynthConfig, jobs: list[tuple[str, list[int]]], workers: int, progress: bool
+) -> dict[int, list[dict]]:
+    """Write the files of every job (`_work`), in this process or in `workers` processes; returns the
+    records of job j under key j (their order does not depend on which process finished first)."""
     total = cfg.n_train + cfg.n_val + cfg.n_test + cfg.n_clips
     results: dict[int, list[dict]] = {}
     from tqdm import tqdm
@@ -1059,10 +1082,11 @@ def generate(
                     bar.update(len(jobs[futs[fut]][1]))
     finally:
         bar.close()
+    return results
 
-    scenes = [r for j, job in enumerate(jobs) if job[0] != "clip" for r in results[j]]
-    scenes.sort(key=lambda r: (SPLITS.index(r["split"]), r["file"]))
-    clips = [r for j, job in enumerate(jobs) if job[0] == "clip" for r in results[j]]
+
+def _write_lists(out: Path, ids: dict[str, list[str]], scenes: list[dict], classes: list[SynthClass]) -> None:
+    """The split lists (<split>.txt), annotations.json (VGG-SS layout), scenes.json and classes.json."""
     for s in SPLITS:
         (out / f"{s}.txt").write_text("".join(f"{i}\n" for i in ids[s]))
     _write_json(
@@ -1072,13 +1096,24 @@ def generate(
     )
     _write_json(out / "scenes.json", scenes, one_per_line=True)
     _write_json(out / "classes.json", [c.to_dict() for c in classes])
-    seconds = time.perf_counter() - t0
+
+
+def _summary(
+    out: Path,
+    cfg: SynthConfig,
+    scenes: list[dict],
+    clips: list[dict],
+    fn_summary: dict,
+    seconds: float,
+    workers: int,
+) -> dict:
+    """The summary `generate` returns and stores in synth.json."""
     n_samples = len(scenes)
     train_counts = [0] * cfg.n_classes  # how often each class sounds in the train split
     for r in scenes:
         if r["split"] == "train":
             train_counts[r["class_index"]] += 1
-    summary = {
+    return {
         "out_dir": str(out),
         "n_train": cfg.n_train,
         "n_val": cfg.n_val,
@@ -1104,7 +1139,3 @@ def generate(
         "workers": workers,
         "reused": False,
     }
-    _write_json(
-        out / "synth.json", {"version": SYNTH_VERSION, "complete": True, "config": cfg.to_dict(), "summary": summary}
-    )
-    return summary

@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fnac.errors import ConfigError, MediaError
+
+if TYPE_CHECKING:  # for the annotation only: fnac.inference (and torch) load when the command runs
+    from fnac.inference import InferenceDefaults
 
 NAME = "localize"
 HELP = "localize the sound in a video (or an image + audio pair) with a trained checkpoint"
@@ -97,23 +101,24 @@ def run(args: argparse.Namespace) -> int:
     from fnac.scoring import score_clip
 
     _check_args(args)
-    model = inf.load_model(args.checkpoint, device="cpu")
-    window = args.window if args.window is not None else inf.default_window(model)
+    loaded = inf.load_model(args.checkpoint, device="cpu")
+    defaults = inf.InferenceDefaults.from_config(loaded.config)  # the checkpoint's image size, rate, window
     if args.image:
-        return _run_pair(args, model, window)
+        return _run_pair(args, loaded.model, defaults)
 
     out = Path(args.out) if args.out else Path("fnac_localize") / Path(args.video).stem
     result = inf.localize_video(
-        model,
+        loaded.model,
         args.video,
         every=args.every,
-        window=window,
+        window=args.window,
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.quiet,
         allow_silent=args.allow_silent,
         max_seconds=args.max_seconds,
         smooth=args.smooth,
+        defaults=defaults,
     )
     _warn(args, result.warnings)
     stem = Path(args.video).stem
@@ -147,13 +152,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_pair(args: argparse.Namespace, model, window: float) -> int:
+def _run_pair(args: argparse.Namespace, model, defaults: InferenceDefaults) -> int:
     from fnac import inference as inf
     from fnac import outputs
 
     out = Path(args.out) if args.out else Path("fnac_localize") / Path(args.image).stem
     res = inf.localize_pair_result(
-        model, args.image, args.audio, window=window, device=args.device, allow_silent=args.allow_silent
+        model,
+        args.image,
+        args.audio,
+        window=args.window,
+        device=args.device,
+        allow_silent=args.allow_silent,
+        defaults=defaults,
     )
     _warn(args, res.warnings)
     fr = res.frame

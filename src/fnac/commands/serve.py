@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError:
         raise ConfigError("fnac serve needs uvicorn: pip install 'fnac[serve]'") from None
-    model = inf.load_model(args.checkpoint, device=args.device)
-    window = args.window if args.window is not None else inf.default_window(model)
+    loaded = inf.load_model(args.checkpoint, device=args.device)
+    window = args.window if args.window is not None else inf.InferenceDefaults.from_config(loaded.config).window
     limits = Limits(
         max_upload_mb=args.max_upload_mb,
         max_seconds=args.max_seconds,
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) if args.workdir else Path(tmp := tempfile.mkdtemp(prefix="fnac-serve-"))
     if not _is_loopback(args.host):
         print(f"warning: binding to {args.host}: anyone who can reach this machine can upload videos", file=sys.stderr)
-    app = create_app(model, limits, workdir, checkpoint=args.checkpoint)
+    app = create_app(loaded.model, limits, workdir, checkpoint=args.checkpoint, config=loaded.config)
     print(f"fnac serve: open http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     # uvicorn stops gracefully on SIGINT / SIGTERM and then raises the signal again with the handler
     # that was in place before it started; SIGTERM's default would kill the process before the

@@ -1,4 +1,4 @@
-"""The local demo web app: `create_app(model, limits, workdir)` (FastAPI) and its static page."""
+"""The local demo web app: `create_app(model, limits, workdir, checkpoint, config)` (FastAPI) and its static page."""
 
 from fnac.serve.app import ALLOWED_SUFFIXES, Limits, create_app, sanitize_filename
 

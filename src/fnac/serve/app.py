@@ -1,14 +1,15 @@
 """The local demo: upload a video, get it back with the heat map over it and the peak track.
 
-`create_app(model, limits, workdir)` builds the FastAPI app (tests drive it with starlette's
-TestClient). Uploads arrive as the raw request body (`POST /api/jobs?filename=NAME`), are streamed to
+`create_app(model, limits, workdir, checkpoint, config)` builds the FastAPI app (tests drive it with
+starlette's TestClient). Uploads arrive as the raw request body (`POST /api/jobs?filename=NAME`), are streamed to
 disk and cut off past the size limit (413) or when the client stops sending for `body_timeout`
 seconds (408, the partial file deleted); a place in the queue is taken before the body is read, so
 at most `max_queue` uploads and jobs are in flight and the next one gets 429 with nothing written;
 the extension and a probe of the file decide whether it
 is a video with sound (415 / 422); the duration is checked from the probe before anything is
-decoded. One worker thread runs the same localization as `fnac localize` (`fnac.inference`), one job
-at a time; the page polls `GET /api/jobs/{id}` and then plays `GET /api/jobs/{id}/overlay.mp4`.
+decoded. One worker thread runs the same localization as `fnac localize` (`fnac.inference`, with the
+image size and sample rate of the checkpoint's run config `config`), one job at a time; the page polls
+`GET /api/jobs/{id}` and then plays `GET /api/jobs/{id}/overlay.mp4`.
 Errors are JSON: {"error": "..."}.
 """
 
@@ -37,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fnac import inference as inf
 from fnac import media, outputs
+from fnac.config import Config
 from fnac.errors import FnacError, MediaError
 from fnac.models.fnac import FNAC
 
@@ -57,7 +59,7 @@ class Limits:
     max_upload_mb: float = 50.0  # request bodies past this are cut off (413)
     max_seconds: float = 60.0  # longer videos are refused from the probe (413)
     every: int = 1  # localize every K-th frame
-    window: float = 3.0  # seconds of audio centred on each frame
+    window: float = inf.REFERENCE_WINDOW  # seconds of audio centred on each frame (`fnac serve`: the checkpoint's)
     batch_size: int = 16
     device: str = "cpu"
     video_format: str = "mp4"  # result container: "mp4" (H.264 + AAC) or "webm" (VP9 + Opus)
@@ -124,9 +126,12 @@ class Job:
 class JobManager:
     """Jobs in memory, run one at a time by a single worker thread."""
 
-    def __init__(self, model: FNAC, limits: Limits, workdir: Path) -> None:
+    def __init__(
+        self, model: FNAC, limits: Limits, workdir: Path, defaults: inf.InferenceDefaults | None = None
+    ) -> None:
         self.model = model
         self.limits = limits
+        self.defaults = defaults if defaults is not None else inf.InferenceDefaults()  # the checkpoint's
         self.workdir = workdir
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
@@ -210,6 +215,7 @@ class JobManager:
                 progress=False,
                 on_progress=progress,
                 smooth=job.smooth,
+                defaults=self.defaults,
             )
             outputs.write_overlay_video(result, job.dir / f"overlay.{lim.video_format}")
             doc = result.to_dict()
@@ -250,10 +256,9 @@ class _Stopped(Exception):
     """Raised inside a running job when the server shuts down."""
 
 
-def trained_on(model: FNAC) -> str | None:
+def trained_on(config: Config | None) -> str | None:
     """The data root the checkpoint was trained on (its run config), None when it does not say."""
-    data = getattr(getattr(model, "run_config", None), "data", None)
-    root = getattr(data, "root", None)
+    root = config.data.root if config is not None else None
     return str(root) if root else None
 
 
@@ -287,16 +292,24 @@ def _lifespan(manager: JobManager, remove: Path | None):
 
 
 def create_app(
-    model: FNAC, limits: Limits | None = None, workdir: str | Path | None = None, checkpoint: str | Path | None = None
+    model: FNAC,
+    limits: Limits | None = None,
+    workdir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    config: Config | None = None,
 ):
     """The FastAPI app. `workdir` holds uploads and results (a fresh temporary folder if None, removed
-    when the app shuts down); `checkpoint` is the file the model came from (shown on the page)."""
+    when the app shuts down); `checkpoint` is the file the model came from (shown on the page);
+    `config` is the run config stored with it (``fnac.inference.load_model(path).config``): its image
+    size and sample rate are used, and its data root shown. None (the authors' files) = the
+    reference's settings. The audio window is `limits.window`."""
     limits = _checked_limits(limits)
     own = not workdir
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fnac-serve-"))
     wd.mkdir(parents=True, exist_ok=True)
     model.eval()
-    manager = JobManager(model, limits, wd)
+    defaults = inf.InferenceDefaults.from_config(config)
+    manager = JobManager(model, limits, wd, defaults)
     app = FastAPI(
         title="fnac demo",
         docs_url=None,
@@ -308,7 +321,7 @@ def create_app(
     app.state.limits = limits
     app.state.workdir = wd
     _add_page_routes(app)
-    _add_info_route(app, model, limits, checkpoint)
+    _add_info_route(app, limits, checkpoint, config, defaults)
     _add_upload_route(app, manager, limits)
     _add_result_routes(app, manager, limits)
     return app
@@ -328,7 +341,13 @@ def _add_page_routes(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
-def _add_info_route(app: FastAPI, model: FNAC, limits: Limits, checkpoint: str | Path | None) -> None:
+def _add_info_route(
+    app: FastAPI,
+    limits: Limits,
+    checkpoint: str | Path | None,
+    config: Config | None,
+    defaults: inf.InferenceDefaults,
+) -> None:
     """GET /api/info: the limits, accepted types and the checkpoint, for the page."""
 
     @app.get("/api/info")
@@ -337,10 +356,10 @@ def _add_info_route(app: FastAPI, model: FNAC, limits: Limits, checkpoint: str |
             "limits": {k: v for k, v in asdict(limits).items() if k not in ("device",)},
             "max_upload_bytes": limits.max_upload_bytes,
             "accepted": list(ALLOWED_SUFFIXES),
-            "image_size": inf.default_image_size(model),
+            "image_size": defaults.image_size,
             "video_type": OUTPUT_TYPES[limits.video_format],
             "max_smooth": MAX_SMOOTH,
-            "checkpoint": {"file": Path(checkpoint).name if checkpoint else None, "trained_on": trained_on(model)},
+            "checkpoint": {"file": Path(checkpoint).name if checkpoint else None, "trained_on": trained_on(config)},
         }
 
 
