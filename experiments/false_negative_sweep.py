@@ -170,6 +170,8 @@ def run_cell(c: dict, args: argparse.Namespace) -> dict:
         overrides=overrides,
         config=c["recipe"],
         synth=extra,
+        jobs=1,  # one model after another in this process (--threads), NCHW: as the cells in docs/results.md ran
+        channels_last=False,
     )
     if args.quick:
         dc = dc.shrink()

@@ -58,7 +58,8 @@ def run_cell(k: int, seed: int, args: argparse.Namespace) -> dict:
     from fnac.demo import DemoConfig, run_demo
 
     out = Path(args.out) / (f"{args.tag}_k{k}_s{seed}" if args.tag else f"k{k}_s{seed}")
-    dc = DemoConfig(out_dir=str(out), seed=seed, n_classes=k, overrides=list(args.set))
+    # one model after another in this process (--threads), NCHW: the set-up the cells in docs/results.md ran with
+    dc = DemoConfig(out_dir=str(out), seed=seed, n_classes=k, overrides=list(args.set), jobs=1, channels_last=False)
     if args.epochs:
         dc.epochs = args.epochs
     if args.n_train:

@@ -681,7 +681,8 @@ def _epoch_record(
     return rec
 
 
-def _log_epoch(cfg: Config, epoch: int, rec: dict[str, Any]) -> None:
+def format_epoch(cfg: Config, epoch: int, rec: dict[str, Any]) -> str:
+    """The one-line summary of an epoch record of log.jsonl ("kind": "epoch") that fit logs."""
     msg = (
         f"epoch {epoch + 1}/{cfg.train.epochs}: loss {rec['loss']:.4f} "
         f"(cl {rec['contrastive']:.4f} fns1 {rec['fns1']:.4f} tns {rec['tns']:.4f} "
@@ -689,7 +690,11 @@ def _log_epoch(cfg: Config, epoch: int, rec: dict[str, Any]) -> None:
     )
     if "val_ciou50" in rec:
         msg += f" | val cIoU@0.5 {100 * rec['val_ciou50']:.2f} AUC {100 * rec['val_auc']:.2f}"
-    log.info(msg)
+    return msg
+
+
+def _log_epoch(cfg: Config, epoch: int, rec: dict[str, Any]) -> None:
+    log.info(format_epoch(cfg, epoch, rec))
 
 
 def fit(cfg: Config, resume: bool = False) -> FitResult:

@@ -22,13 +22,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="config override for both models (repeatable), e.g. --set train.device=cuda",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="models trained at once, each in its own process (default: 2 on a CPU with 2 or more cores, "
+        "each on half of them; 1 on a GPU)",
+    )
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds; numbers meaningless)")
 
 
 def run(args: argparse.Namespace) -> int:
     from fnac.demo import DemoConfig, run_demo
 
-    dc = DemoConfig(out_dir=args.out, seed=args.seed, overrides=list(args.overrides))
+    dc = DemoConfig(out_dir=args.out, seed=args.seed, overrides=list(args.overrides), jobs=args.jobs)
     if args.quick:
         dc = dc.shrink()
     if args.epochs:
