@@ -68,7 +68,7 @@ def main() -> None:
     from fnac.config import load_config
     from fnac.data import build_dataset
     from fnac.models.fnac import FNAC
-    from fnac.train import EpochSampler, _make_loader, build_optimizer, train_step
+    from fnac.train import EpochSampler, build_optimizer, make_train_loader, train_step
 
     size = C.SIZES[args.size]
     device = C.device_of(args.device)
@@ -122,13 +122,13 @@ def main() -> None:
         opt = build_optimizer(core, cfg)
         model.train()
         sampler = EpochSampler(len(ds), batch, cfg.train.seed)
+        loader = make_train_loader(ds, batch, sampler, cfg, device)  # fit's one loader per run
         epoch = [0]
 
-        def make_loader():  # what fit does each epoch
-            ds.set_epoch(epoch[0])
+        def make_loader():  # what fit does each epoch: the next epoch of the same loader
             sampler.set_epoch(epoch[0])
             epoch[0] += 1
-            return _make_loader(ds, batch, sampler, cfg, device)
+            return loader
 
         label = f"fnac, {'cache' if use_cache else 'plain layout'} (amp {amp}, channels_last {cl}" + (
             ", compiled)" if args.compile else ")"

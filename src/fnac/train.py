@@ -90,10 +90,13 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimize
     raise ConfigError(f"optim.name: unknown optimizer '{o.name}' (expected 'adam' or 'adamw')")
 
 
-class EpochSampler(Sampler[int]):
-    """Shuffled indices for one epoch, sharded over processes, drop_last, resumable mid-epoch.
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Shuffled ``(epoch, index)`` keys for one epoch, sharded over processes, drop_last, resumable
+    mid-epoch.
 
-    The permutation depends only on (seed, epoch); `skip_batches` drops the batches already trained."""
+    The permutation depends only on (seed, epoch); `skip_batches` drops the batches already trained.
+    Each key carries its epoch so that loader workers which live for the whole run (persistent
+    workers) draw that epoch's augmentation: read the split through ``EpochIndexed``."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
@@ -105,17 +108,36 @@ class EpochSampler(Sampler[int]):
     def batches_per_epoch(self) -> int:
         return self.n // (self.batch_size * dist.world_size())
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
         world, r, b = dist.world_size(), dist.rank(), self.batch_size
         nb = self.batches_per_epoch()
         for i in range(self.skip_batches, nb):
             start = (i * world + r) * b  # global batch i is split into contiguous per-rank slices
-            yield from perm[start : start + b]
+            for index in perm[start : start + b]:
+                yield self.epoch, index
 
     def __len__(self) -> int:
         return (self.batches_per_epoch() - self.skip_batches) * self.batch_size
+
+
+class EpochIndexed(torch.utils.data.Dataset):
+    """A training split read by the ``(epoch, index)`` keys of ``EpochSampler``: each sample is drawn
+    with its key's epoch (``set_epoch``) in whichever process reads it, so the loader's workers can
+    live for the whole run and still augment every epoch as a fresh loader would."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        if self.dataset.epoch != epoch:
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
 
 
 # --------------------------------------------------------------------------------------------- steps
@@ -253,6 +275,7 @@ class JsonlLog:
 def _make_loader(
     dataset: Any, batch_size: int, sampler: Sampler | None, cfg: Config, device: torch.device
 ) -> DataLoader:
+    """A loader of collated batches: `sampler`'s order (drop_last), or the split in order."""
     workers = cfg.data.num_workers
     return DataLoader(
         dataset,
@@ -264,6 +287,27 @@ def _make_loader(
         collate_fn=collate,
         pin_memory=cfg.train.pin_memory and device.type == "cuda",
         persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def make_train_loader(
+    dataset: Any, batch_size: int, sampler: EpochSampler, cfg: Config, device: torch.device
+) -> DataLoader:
+    """The one training loader of a run: `sampler`'s (epoch, index) keys over `dataset`, with
+    data.num_workers workers that start once and live for the whole run (persistent), each keeping 4
+    batches in flight. Call ``sampler.set_epoch`` before iterating it for each epoch."""
+    workers = cfg.data.num_workers
+    return DataLoader(
+        EpochIndexed(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        drop_last=True,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=cfg.train.pin_memory and device.type == "cuda",
+        persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
     )
 
@@ -711,7 +755,7 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
         state = _fresh_state(cfg, env, train_set, val_set, core, logf)
     checkpoints = CheckpointPolicy(env.out, core, optimizer, cfg, env)
     sampler = EpochSampler(len(train_set), env.local_bs, cfg.train.seed)
-    loader = _make_loader(train_set, env.local_bs, sampler, cfg, env.device)
+    loader = make_train_loader(train_set, env.local_bs, sampler, cfg, env.device)
     per_epoch = sampler.batches_per_epoch()
     if cfg.train.max_steps_per_epoch:
         per_epoch = min(per_epoch, cfg.train.max_steps_per_epoch)
@@ -720,7 +764,6 @@ def fit(cfg: Config, resume: bool = False) -> FitResult:
     epoch = start_epoch - 1  # resuming a finished run trains no epoch: epochs_done stays start_epoch
     with _StopFlag() as flag:
         for epoch in range(start_epoch, cfg.train.epochs):
-            train_set.set_epoch(epoch)
             if epoch != start_epoch:
                 state.batch_in_epoch = 0
             if not state.batch_in_epoch:
