@@ -54,6 +54,20 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-train", type=int, default=None, help="synthetic training clips to generate")
     p.add_argument("--n-test", type=int, default=None, help="synthetic test clips to generate")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument(
+        "--vggsound-like",
+        action="store_true",
+        help="read a VGG-Sound-like copy of the synthetic set: 640 x 360 JPEG frames, 10 s 16 kHz 16-bit "
+        "mono wav (made next to it as <data>_vggsound on first use; see vggsound_like)",
+    )
+
+
+def load_average() -> str:
+    """The 1-minute load average now ("n/a" where the system has none): how busy a shared machine was."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        return "n/a"
 
 
 def device_of(name: str) -> torch.device:
@@ -85,8 +99,16 @@ def machine(device: torch.device) -> str:
     )
 
 
-def ensure_data(size: Size, folder: str | None, n_train: int | None, n_test: int | None, workers: int = 0) -> Path:
-    """The synthetic benchmark at this size (frames of `size.frame` px, `size.duration` s of audio)."""
+def ensure_data(
+    size: Size,
+    folder: str | None,
+    n_train: int | None,
+    n_test: int | None,
+    workers: int = 0,
+    vggsound_like: bool = False,
+) -> Path:
+    """The synthetic benchmark at this size (frames of `size.frame` px, `size.duration` s of audio);
+    with `vggsound_like`, its VGG-Sound-like copy (`vggsound_like`), made on first use."""
     from fnac.synth import SynthConfig, generate
 
     root = Path(folder) if folder else BENCH_DIR / "data" / size.name
@@ -103,7 +125,82 @@ def ensure_data(size: Size, folder: str | None, n_train: int | None, n_test: int
     s = generate(root, cfg, progress=False, workers=workers or (os.cpu_count() or 1))
     if not s.get("reused"):
         print(f"[data] generated {root} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    if vggsound_like:
+        return vggsound_like_copy(root, size.duration)
     return root
+
+
+VGGSOUND_FRAME = (640, 360)  # (width, height) of the frames of the VGG-Sound-like copy
+VGGSOUND_SECONDS = 10.0  # VGG-Sound clips are 10 s long
+VGGSOUND_MARK = "vggsound_like.json"
+
+
+def vggsound_like_copy(src: Path, window: float, out: Path | None = None, quality: int = 90) -> Path:
+    """A copy of the synthetic set `src` shaped like VGG-Sound files, in the same VGG-SS layout.
+
+    - frames/<id>.jpg: the synthetic frame resized (bicubic, stretched) to 640 x 360 and written as a
+      JPEG of `quality` (the synthetic set's own 90). The VGG-SS annotations store boxes normalised to
+      [0, 1] (fnac.data.vggss), so a stretch leaves annotations.json valid unchanged; masks/<id>.png
+      are stretched alike (nearest neighbour).
+    - audio/<id>.wav: 10 s, 16-bit mono at the source rate (16 kHz): the synthetic clip repeated, with
+      the repeats placed so that the centred `window`-second training window (audio.centre_window, and
+      the reference-style path's own centring) is exactly the original clip whenever the clip is
+      `window` s long. Integer samples are copied, so no requantisation.
+    - the id lists, annotations.json, scenes.json and classes.json are copied; synth.json is not (the
+      copy is not a synthetic set `fnac synth` may rewrite), vggsound_like.json says what it is.
+
+    Written to `out` (default <src>_vggsound); reused while its vggsound_like.json matches `src`'s
+    synth.json and these settings. Single process (about 10 ms per clip here)."""
+    import hashlib
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    out = Path(out) if out else src.parent / f"{src.name}_vggsound"
+    mark = {
+        "source": str(src),
+        "source_synth": hashlib.sha1((src / "synth.json").read_bytes()).hexdigest(),
+        "frame": list(VGGSOUND_FRAME),
+        "seconds": VGGSOUND_SECONDS,
+        "window": window,
+        "quality": quality,
+        "version": 1,
+    }
+    try:
+        if json.loads((out / VGGSOUND_MARK).read_text()) == mark:
+            return out
+    except (OSError, ValueError):
+        pass
+    t = time.perf_counter()
+    if out.exists():
+        shutil.rmtree(out)
+    for sub in ("frames", "audio", "masks"):
+        (out / sub).mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file() and f.name != "synth.json" and f.suffix in (".txt", ".json"):
+            shutil.copyfile(f, out / f.name)
+    for f in sorted((src / "frames").iterdir()):
+        with Image.open(f) as img:
+            big = img.convert("RGB").resize(VGGSOUND_FRAME, Image.Resampling.BICUBIC)
+        big.save(out / "frames" / f.name, quality=quality)
+    for f in sorted((src / "masks").iterdir()):
+        with Image.open(f) as img:
+            img.resize(VGGSOUND_FRAME, Image.Resampling.NEAREST).save(out / "masks" / f.name)
+    n_clips = 0
+    for f in sorted((src / "audio").iterdir()):
+        x, sr = sf.read(str(f), dtype="int16")
+        if x.ndim != 1:
+            raise ValueError(f"{f}: expected mono audio")
+        n = int(round(VGGSOUND_SECONDS * sr))
+        start = int(max(n / sr / 2.0 - window / 2.0, 0.0) * sr)  # the centred window's first sample
+        y = x[(np.arange(n) - start) % len(x)]  # sample `start` is the clip's first
+        sf.write(str(out / "audio" / f.name), y, sr, subtype="PCM_16")
+        n_clips += 1
+    (out / VGGSOUND_MARK).write_text(json.dumps(mark, indent=1))
+    print(f"[data] VGG-Sound-like copy {out}: {n_clips} clips in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return out
 
 
 def data_overrides(size: Size, root: Path, cache: str = "") -> list[str]:

@@ -80,7 +80,7 @@ def main() -> None:
     device = C.device_of(args.device)
     gpu = device.type == "cuda"
     batch = args.batch or (256 if gpu else 64)
-    root = C.ensure_data(size, args.data, args.n_train, args.n_test)
+    root = C.ensure_data(size, args.data, args.n_train, args.n_test, vggsound_like=args.vggsound_like)
     cache = C.ensure_cache(size, root, args.cache, ["test"], args.workers)
     cfg = load_config(None, C.data_overrides(size, root))
     cfg_cache = load_config(None, C.data_overrides(size, root, str(cache)))

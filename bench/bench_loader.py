@@ -104,7 +104,7 @@ def main() -> None:
     device = C.device_of(args.device)
     gpu = device.type == "cuda"
     batch = args.batch or (size.batch_gpu if gpu else size.batch_cpu)
-    root = C.ensure_data(size, args.data, args.n_train, args.n_test)
+    root = C.ensure_data(size, args.data, args.n_train, args.n_test, vggsound_like=args.vggsound_like)
     cache = C.ensure_cache(size, root, args.cache, ["train"], args.workers)
     amp = args.amp or ("bf16" if gpu else "none")
     cl = args.channels_last if args.channels_last is not None else gpu

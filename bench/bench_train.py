@@ -77,7 +77,7 @@ def main() -> None:
     steps = args.steps or (30 if gpu else 5)
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 3)
     rounds = args.rounds or (2 if gpu else 3)
-    root = C.ensure_data(size, args.data, args.n_train, args.n_test)
+    root = C.ensure_data(size, args.data, args.n_train, args.n_test, vggsound_like=args.vggsound_like)
     cache = C.ensure_cache(size, root, args.cache, ["train"], args.workers)
     amp = args.amp or ("bf16" if gpu else "none")
     cl = args.channels_last if args.channels_last is not None else gpu
