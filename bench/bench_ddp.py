@@ -111,26 +111,11 @@ def main() -> None:
     jobs = []  # (label, commands run side by side, their run folders, processes)
     if "1" in paths:
         jobs.append(("1 process, 1 thread", [single + common + [f"train.out_dir={tmp / 'one'}"]], [tmp / "one"], 1))
-    if "2-gather" in paths:
-        out = tmp / "two_g"
-        jobs.append(
-            (
-                "2 processes (gloo), loss.gather=true",
-                [multi + common + ["loss.gather=true", f"train.out_dir={out}"]],
-                [out],
-                2,
-            )
-        )
-    if "2-nogather" in paths:
-        out = tmp / "two_n"
-        jobs.append(
-            (
-                "2 processes (gloo), loss.gather=false",
-                [multi + common + ["loss.gather=false", f"train.out_dir={out}"]],
-                [out],
-                2,
-            )
-        )
+    for key, gather in (("2-gather", "true"), ("2-nogather", "false")):
+        if key in paths:
+            out = tmp / f"two_{gather}"
+            cmd = multi + common + [f"loss.gather={gather}", f"train.out_dir={out}"]
+            jobs.append((f"2 processes (gloo), loss.gather={gather}", [cmd], [out], 2))
     if "2-independent" in paths:  # control: both cores busy, no communication, each half the batch
         outs = [tmp / "ind_a", tmp / "ind_b"]
         half = [f"train.batch_size={args.batch // 2}"]
