@@ -4,6 +4,7 @@ comparison table, overlays and training curves under the output folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -42,21 +43,17 @@ class DemoConfig:
     synth: dict = field(default_factory=dict)  # extra SynthConfig fields of the generated data
 
     def shrink(self) -> "DemoConfig":
-        return DemoConfig(
-            self.out_dir,
-            self.seed,
-            64,
-            16,
-            16,
-            4,
-            2,
-            1,
-            True,
-            self.jobs,
-            self.channels_last,
-            list(self.overrides),
-            self.config,
-            dict(self.synth),
+        return dataclasses.replace(
+            self,
+            n_train=64,
+            n_val=16,
+            n_test=16,
+            n_classes=4,
+            epochs=2,
+            distractors=1,
+            quick=True,
+            overrides=list(self.overrides),
+            synth=dict(self.synth),
         )
 
 

@@ -273,9 +273,15 @@ class JsonlLog:
 
 
 def _make_loader(
-    dataset: Any, batch_size: int, sampler: Sampler | None, cfg: Config, device: torch.device
+    dataset: Any,
+    batch_size: int,
+    sampler: Sampler | None,
+    cfg: Config,
+    device: torch.device,
+    persistent: bool = False,
 ) -> DataLoader:
-    """A loader of collated batches: `sampler`'s order (drop_last), or the split in order."""
+    """A loader of collated batches: `sampler`'s order (drop_last), or the split in order; with
+    `persistent` its data.num_workers workers live as long as the loader."""
     workers = cfg.data.num_workers
     return DataLoader(
         dataset,
@@ -286,7 +292,7 @@ def _make_loader(
         num_workers=workers,
         collate_fn=collate,
         pin_memory=cfg.train.pin_memory and device.type == "cuda",
-        persistent_workers=False,
+        persistent_workers=persistent and workers > 0,
         prefetch_factor=4 if workers > 0 else None,
     )
 
@@ -297,19 +303,7 @@ def make_train_loader(
     """The one training loader of a run: `sampler`'s (epoch, index) keys over `dataset`, with
     data.num_workers workers that start once and live for the whole run (persistent), each keeping 4
     batches in flight. Call ``sampler.set_epoch`` before iterating it for each epoch."""
-    workers = cfg.data.num_workers
-    return DataLoader(
-        EpochIndexed(dataset),
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        drop_last=True,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=cfg.train.pin_memory and device.type == "cuda",
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
-    )
+    return _make_loader(EpochIndexed(dataset), batch_size, sampler, cfg, device, persistent=True)
 
 
 @dataclass
