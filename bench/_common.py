@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -249,6 +251,61 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
     fn()
     sync(device)
     return time.perf_counter() - t
+
+
+class GpuUtilisation:
+    """The GPU's utilisation over a timed window, sampled by `nvidia-smi` every `interval_ms`:
+
+        with GpuUtilisation(device) as u:
+            ...  # the timed steps
+        u.mean  # percent of the samples' time the GPU ran a kernel (None: not a CUDA device, no nvidia-smi)
+
+    nvidia-smi's figure is the share of its sampling period in which one or more kernels ran, so 100 %
+    says the device was never idle, not that it was fully used.
+    """
+
+    def __init__(self, device: torch.device, interval_ms: int = 100, command: str = "nvidia-smi"):
+        self.samples: list[float] = []
+        self._proc: subprocess.Popen | None = None
+        exe = shutil.which(command) if device.type == "cuda" else None
+        if exe:
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            self._argv = [exe, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+            self._argv += [f"-lms={interval_ms}", f"--id={index}"]
+        else:
+            self._argv = None
+
+    def __enter__(self) -> GpuUtilisation:
+        if self._argv:
+            self._proc = subprocess.Popen(self._argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            out, _ = self._proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            out, _ = self._proc.communicate()
+        self.samples = parse_utilisation(out)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+def parse_utilisation(text: str) -> list[float]:
+    """The numbers of `nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits` output, one
+    per line; lines that are not a number ("[N/A]", warnings) are skipped."""
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(float(line.strip().rstrip("%").strip()))
+        except ValueError:
+            continue
+    return out
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> str:

@@ -3,9 +3,13 @@ optimizer step, in one run for each path.
 
 Paths: the reference-style pipeline (per-sample Pillow + PyAV + scipy loader, float32 step), fnac on
 the plain layout and fnac on the cache (fit's sampler, loader and train_step, with the GPU options:
-bf16 autocast and channels-last by default on CUDA, torch.compile with --compile). The same model
-size and initial weights in every path; the first steps (loader start-up, cuDNN autotuning,
+bf16 autocast and channels-last by default on CUDA, torch.compile with --compile), and the model step
+alone ("model": the cache path's train_step repeated on one batch kept on the device, device-side
+spectrograms included), the rate an end-to-end path would reach if its data cost nothing. The same
+model size and initial weights in every path; the first steps (loader start-up, cuDNN autotuning,
 compilation) are not timed; the paths are then timed in turns, several rounds, best round reported.
+Each timed window also records the time spent waiting for the next batch and, on CUDA with
+nvidia-smi on PATH, the GPU's mean utilisation.
 
     python bench/bench_train.py --size small
     python bench/bench_train.py --size full --device cuda --workers 12 --steps 30
@@ -14,6 +18,7 @@ compilation) are not timed; the paths are then timed in turns, several rounds, b
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
@@ -22,16 +27,35 @@ import _common as C
 
 
 def run_steps(batches, step, device: torch.device, warmup: int, steps: int, batch: int) -> dict:
+    """Time `steps` steps after `warmup` untimed ones: rate, seconds spent waiting for the next batch
+    and, on CUDA, the GPU's mean utilisation over the timed window."""
     it = iter(batches)
     for _ in range(warmup):
         step(next(it))
     C.sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step(next(it))
-    C.sync(device)
-    dt = time.perf_counter() - t0
-    return {"steps": steps, "pairs": steps * batch, "seconds": dt, "rate": steps * batch / dt}
+    wait = 0.0
+    with C.GpuUtilisation(device) as util:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            w = time.perf_counter()
+            b = next(it)
+            wait += time.perf_counter() - w
+            step(b)
+        C.sync(device)
+        dt = time.perf_counter() - t0
+    return {
+        "steps": steps,
+        "pairs": steps * batch,
+        "seconds": dt,
+        "rate": steps * batch / dt,
+        "wait_seconds": wait,
+        "gpu_util": util.mean,
+    }
+
+
+def on_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch with its tensors moved to `device` (ids and other values as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def cycle(make_loader):
@@ -61,7 +85,7 @@ def main() -> None:
         help="loader processes of the reference-style path (default: --workers; the reference uses 2)",
     )
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per path, in turns (default 3 CPU, 2 GPU)")
-    p.add_argument("--paths", default="reference,plain,cache")
+    p.add_argument("--paths", default="reference,plain,cache,model")
     args = p.parse_args()
 
     import reference_style as R
@@ -111,7 +135,8 @@ def main() -> None:
             )
         )
 
-    def fnac_runner(use_cache: bool) -> tuple:
+    def fnac_setup(use_cache: bool) -> tuple:
+        """(cfg, model to call, optimizer, the training loader and its sampler) as fit builds them."""
         cfg = load_config(None, C.data_overrides(size, root, str(cache) if use_cache else "") + opts)
         ds = build_dataset(cfg.data, "train", train=True)  # the cache when cfg.data.cache is set
         ds.prepare_for(device)  # as fit does
@@ -123,6 +148,12 @@ def main() -> None:
         model.train()
         sampler = EpochSampler(len(ds), batch, cfg.train.seed)
         loader = make_train_loader(ds, batch, sampler, cfg, device)  # fit's one loader per run
+        return cfg, model, opt, loader, sampler
+
+    settings = f"amp {amp}, channels_last {cl}" + (", compiled" if args.compile else "")
+
+    def fnac_runner(use_cache: bool) -> tuple:
+        cfg, model, opt, loader, sampler = fnac_setup(use_cache)
         epoch = [0]
 
         def make_loader():  # what fit does each epoch: the next epoch of the same loader
@@ -130,11 +161,8 @@ def main() -> None:
             epoch[0] += 1
             return loader
 
-        label = f"fnac, {'cache' if use_cache else 'plain layout'} (amp {amp}, channels_last {cl}" + (
-            ", compiled)" if args.compile else ")"
-        )
         return (
-            label,
+            f"fnac, {'cache' if use_cache else 'plain layout'} ({settings})",
             lambda b: train_step(model, b, opt, cfg, 99, device),
             (b for b, _failed in cycle(make_loader)),
             steps,
@@ -143,6 +171,19 @@ def main() -> None:
     for name, use_cache in (("plain", False), ("cache", True)):
         if name in paths:
             runners.append(fnac_runner(use_cache))
+    if "model" in paths:  # the cache path's step on one batch that stays on the device: no data cost
+        m_cfg, m_model, m_opt, loader, _ = fnac_setup(True)
+        first, _failed = next(iter(loader))
+        resident = on_device(first, device)
+        del loader
+        runners.append(
+            (
+                f"model step only (cache settings, {settings}, one batch on the device)",
+                lambda b: train_step(m_model, b, m_opt, m_cfg, 99, device),
+                itertools.repeat(resident),
+                steps,
+            )
+        )
     # warm up every path (loader start-up and queue, autotuning, compilation), then time them in turns so
     # that a change of load on a shared machine hits every path alike; report each path's best round
     for label, step, batches, _ in runners:
@@ -156,12 +197,16 @@ def main() -> None:
                 res[label] = r
             res[label]["rounds"] = every
     ref = next((r["rate"] for k, r in res.items() if k.startswith("reference")), None)
+    alone = next((r["rate"] for k, r in res.items() if k.startswith("model step only")), None)
     rows = [
         [
             k,
             f"{rounds} x {r['steps']}",
             C.fmt(r["rate"]),
             f"{r['rate'] / ref:.1f}x" if ref else "-",
+            f"{100 * r['rate'] / alone:.0f} %" if alone else "-",
+            f"{100 * r['wait_seconds'] / r['seconds']:.0f} %",
+            "-" if r["gpu_util"] is None else f"{r['gpu_util']:.0f} %",
             " ".join(C.fmt(x) for x in r["rounds"]),
         ]
         for k, r in res.items()
@@ -172,7 +217,7 @@ def main() -> None:
             f"training, {size.name} size ({size.image_size} px, {size.duration:g} s, ResNet-18 width "
             f"{size.width}, C={size.embed_dim}), batch {batch}, fnac loader workers {args.workers}, device "
             f"{device.type}; best of {rounds} rounds",
-            ["path", "timed steps", "pairs/s", "vs reference", "each round"],
+            ["path", "timed steps", "pairs/s", "vs reference", "of model step", "batch wait", "GPU util", "each round"],
             rows,
         )
     )
