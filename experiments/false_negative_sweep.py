@@ -210,10 +210,11 @@ def ensure_pretrained(recipe: str, args: argparse.Namespace) -> str:
     """The weights file a recipe's model.pretrained names (or --pretrained), made with `fnac pretrain`'s
     defaults at the recipe's width when missing; "" for recipes trained from scratch."""
     from fnac.config import load_config, resolve_config_path
+    from fnac.models.fnac import NO_WEIGHTS
     from fnac.pretrain import PretrainConfig, pretrain
 
     cfg = load_config(resolve_config_path(recipe), list(args.set))
-    if not cfg.model.pretrained:
+    if cfg.model.pretrained in ("", NO_WEIGHTS):  # "none": random initialisation on purpose (`small`)
         return ""
     path = args.pretrained or cfg.model.pretrained
     pc = PretrainConfig(width=cfg.model.width, layers=max(2, cfg.model.visual_layers))

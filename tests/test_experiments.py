@@ -150,6 +150,24 @@ def test_summary_and_figure_on_fabricated_rows(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("quick", [False, True])
+def test_scratch_recipe_gets_no_weights_file(tmp_path, monkeypatch, quick):
+    """`small` sets model.pretrained to "none" (random initialisation): the sweep must neither pretrain
+    a file for it nor pass one to its cells, in full or --quick cells."""
+    import argparse
+
+    import fnac.pretrain
+
+    def no_pretraining(*a, **k):
+        raise AssertionError("pretrain() called for a recipe trained from scratch")
+
+    monkeypatch.setattr(fnac.pretrain, "pretrain", no_pretraining)
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(set=[], pretrained=None, quick=quick, out=str(tmp_path))
+    assert sweep.ensure_pretrained("small", args) == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_false_negative_sweep_quick_end_to_end(tmp_path):
     """--quick: both recipes (the pretrained one gets a tiny pretraining first), two cells in parallel, a
     row each, the summary and figure; a second call reruns nothing; --diagnose reads one cell."""
@@ -191,6 +209,8 @@ def test_false_negative_sweep_quick_end_to_end(tmp_path):
     assert "fns1: 0.0" in (ref / "ezvsl" / "config.yaml").read_text()
     assert "fns1: 10.0" in (ref / "fnac" / "config.yaml").read_text()
     assert "pretrain_quick_w8.pth" in (ref / "fnac" / "config.yaml").read_text()
+    for model in ("fnac", "ezvsl"):  # `small` trains from scratch: no weights file reaches it
+        assert "pretrained: none\n" in (tmp_path / "small_k4_sh0_s0" / model / "config.yaml").read_text()
     assert "| reference_synth | 0 | 0 | k4 |" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "fn.png").is_file()
     again = subprocess.run(argv, capture_output=True, text=True, timeout=900)
