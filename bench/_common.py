@@ -240,6 +240,11 @@ def ensure_cache(size: Size, root: Path, folder: str | None, splits: Iterable[st
     return out
 
 
+def on_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch with its tensors moved to `device` (ids and other values as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -162,7 +162,7 @@ def main() -> None:
         )
         if cache_ds.finish_on_device:
             b, _ = collate([cache_ds[i] for i in range(batch)])
-            b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+            b = C.on_device(b, device)
             jobs.append(
                 (
                     "cache: device finishing",

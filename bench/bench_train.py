@@ -53,11 +53,6 @@ def run_steps(batches, step, device: torch.device, warmup: int, steps: int, batc
     }
 
 
-def on_device(batch: dict, device: torch.device) -> dict:
-    """A collated batch with its tensors moved to `device` (ids and other values as they are)."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
 def cycle(make_loader):
     while True:
         yield from make_loader()
@@ -174,7 +169,7 @@ def main() -> None:
     if "model" in paths:  # the cache path's step on one batch that stays on the device: no data cost
         m_cfg, m_model, m_opt, loader, _ = fnac_setup(True)
         first, _failed = next(iter(loader))
-        resident = on_device(first, device)
+        resident = C.on_device(first, device)
         del loader
         runners.append(
             (

@@ -70,5 +70,5 @@ def test_run_steps_counts_the_wait_for_batches():
 
 def test_on_device_moves_tensors_only():
     b = {"image": torch.zeros(2, 3), "id": ["a", "b"], "sr": 16000}
-    out = bench_train.on_device(b, torch.device("cpu"))
+    out = C.on_device(b, torch.device("cpu"))
     assert out["id"] == ["a", "b"] and out["sr"] == 16000 and torch.equal(out["image"], b["image"])
