@@ -7,17 +7,21 @@ class among its in-batch negatives. The shortcut strength is the synthetic set's
 background and audio (0 = none). The recipe is a built-in config: `reference_synth` (the reference
 hyperparameters, visual network from `fnac pretrain`) or `small` (from scratch). Each cell is one
 `fnac.demo.run_demo`: fresh data and initialisation from its seed, FNAC and EZ-VSL (the same config with
-the three regulariser weights at 0) trained and evaluated on the test split beside the trivial baselines.
+the three regulariser weights at 0) trained and evaluated on the test split beside the trivial baselines:
+each model's checkpoint chosen on validation (best.pt) and its last one (latest.pt, the end of training).
 
 Rows go to <out>/results.jsonl (an interrupted sweep continues where it stopped); the summary
-(<out>/summary.md) gives per cell the mean ± sd over seeds of both models, the paired difference
-FNAC - EZ-VSL with its 95 % Student-t interval, the trivial baselines and the expected same-class
-negatives per sample; --figure draws the difference against that number.
+(<out>/summary.md) gives per cell, for best.pt and for the end of training, the mean ± sd over seeds of
+both models, the paired difference FNAC - EZ-VSL with its 95 % Student-t interval and the expected
+same-class negatives per sample, with the trivial baselines and the epochs FNAC's best.pt came from;
+--figure draws the difference against that number, a panel per checkpoint. --add-end completes rows
+recorded before the end of training was (their cell folders must still be there).
 
     .venv/bin/python experiments/false_negative_sweep.py --levels 20 10 4 2 --shortcuts 0 0.5 \\
         --recipes reference_synth small --seeds 0 1 2 3 4 --jobs 2 --threads 1 --out runs/fn_sweep \\
         --figure docs/img/false_negatives.png
     .venv/bin/python experiments/false_negative_sweep.py --out runs/fn_sweep --summary-only
+    .venv/bin/python experiments/false_negative_sweep.py --out runs/fn_sweep --add-end --jobs 2 --threads 1
     # experiments/false_negatives.py's diagnostic on one cell's two checkpoints:
     .venv/bin/python experiments/false_negative_sweep.py --diagnose runs/fn_sweep/reference_synth_k4_sh0_s0
 """
@@ -203,7 +207,75 @@ def run_cell(c: dict, args: argparse.Namespace) -> dict:
         "results": res["results"],
         "baselines": res["baselines"],
         "seconds": res["seconds"],
+        **end_of_training(out),
     }
+
+
+def end_of_training(cell_dir: str | Path) -> dict:
+    """Each model's last checkpoint (latest.pt, saved after the final epoch) on the cell's test split, and
+    the epoch at whose validation its best.pt was chosen (1-based; the row's `results` are best.pt's):
+    {"end_results": {model: metrics}, "best_epoch": {model: epoch}, "end_epoch": {model: epoch}}.
+
+    A best.pt chosen before the regularisers switch on is the same network for both models (they train
+    identically until then); the end of training compares what the regularisers did."""
+    from fnac.checkpoint import load_model_and_config, read_checkpoint, stored_epoch
+    from fnac.data import build_dataset
+    from fnac.evaluate import Protocol, evaluate_model
+
+    d = Path(cell_dir)
+    out: dict = {"end_results": {}, "best_epoch": {}, "end_epoch": {}}
+    for name, tag in ((FNAC, "fnac"), (EZVSL, "ezvsl")):
+        loaded = load_model_and_config(d / tag / "latest.pt")
+        cfg = loaded.config
+        cfg.data.root = str(d / "data")  # the cell's own data, wherever the sweep folder now lies
+        test = build_dataset(cfg.data, "test", train=False)
+        ev = evaluate_model(
+            loaded.model, test, Protocol(), batch_size=64, num_workers=0, baselines=False, progress=False
+        )
+        out["end_results"][name] = ev.metrics
+        out["end_epoch"][name] = loaded.epoch
+        best = d / tag / "best.pt"
+        out["best_epoch"][name] = stored_epoch(read_checkpoint(best).get("epoch")) if best.is_file() else None
+    return out
+
+
+def _set_threads(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def add_end_of_training(out: Path, jobs: int, threads: int = 0) -> int:
+    """Give every row of <out>/results.jsonl whose cell folder is still there its end_of_training(),
+    `jobs` cells at a time (each process with `threads` torch threads); results.jsonl is rewritten
+    (atomically) after each cell, so an interrupted call loses nothing done. Returns the number of rows
+    completed; a cell that fails is named and left as it is. Not while a sweep is writing to the same
+    folder: the rows it appends meanwhile would be overwritten."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    results = Results(out)
+    todo = [i for i, r in enumerate(results.rows) if "end_results" not in r and (out / cell_name(r) / "fnac").is_dir()]
+    missing = [cell_name(r) for i, r in enumerate(results.rows) if "end_results" not in r and i not in todo]
+    if missing:
+        print(f"{len(missing)} rows have no cell folder under {out} (left as they are): {', '.join(missing)}")
+    done = 0
+    with ProcessPoolExecutor(max(1, jobs), get_context("spawn"), _set_threads, (threads,)) as pool:
+        futures = {pool.submit(end_of_training, out / cell_name(results.rows[i])): i for i in todo}
+        for n, fut in enumerate(as_completed(futures), 1):
+            i = futures[fut]
+            try:
+                results.rows[i].update(fut.result())
+            except Exception as e:  # one bad cell (a damaged checkpoint) does not cost the others
+                print(f"end of training {n}/{len(todo)}: {out / cell_name(results.rows[i])}: {e}", flush=True)
+                continue
+            done += 1
+            tmp = results.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in results.rows))
+            os.replace(tmp, results.path)
+            print(f"end of training {n}/{len(todo)}: {cell_name(results.rows[i])}", flush=True)
+    return done
 
 
 def ensure_pretrained(recipe: str, args: argparse.Namespace) -> str:
@@ -260,16 +332,26 @@ def group_rows(rows: list[dict]) -> dict[tuple, list[dict]]:
     return {k: [v[s] for s in sorted(v)] for k, v in sorted(groups.items())}
 
 
-def cell_stats(cell: list[dict]) -> dict:
-    """Per metric (percent): both models' values over seeds and the paired FNAC - EZ-VSL difference."""
-    both = [r for r in cell if FNAC in r["results"] and EZVSL in r["results"]]
+CHECKPOINTS = {"best": "results", "end": "end_results"}  # which checkpoint -> the row's key
+CHECKPOINT_TITLES = {
+    "best": "checkpoint chosen on validation (best.pt)",
+    "end": "end of training (latest.pt)",
+}
+
+
+def cell_stats(cell: list[dict], checkpoint: str = "best") -> dict:
+    """Per metric (percent): both models' values over seeds and the paired FNAC - EZ-VSL difference, for
+    the cell's best.pt ("best") or latest.pt ("end"; seeds without it are left out)."""
+    key = CHECKPOINTS[checkpoint]
+    both = [r for r in cell if FNAC in r.get(key, {}) and EZVSL in r.get(key, {})]
     out: dict = {
         "seeds": len(both),
         "fn": statistics.mean(r["same_class_negatives"] for r in both) if both else math.nan,
+        "best_epochs": [r.get("best_epoch", {}).get(FNAC) for r in both],
     }
     for m in ("ciou50", "auc"):
-        f = [100 * r["results"][FNAC][m] for r in both]
-        e = [100 * r["results"][EZVSL][m] for r in both]
+        f = [100 * r[key][FNAC][m] for r in both]
+        e = [100 * r[key][EZVSL][m] for r in both]
         out[m] = {
             "fnac": f,
             "ezvsl": e,
@@ -281,63 +363,82 @@ def cell_stats(cell: list[dict]) -> dict:
     return out
 
 
-def summarise(rows: list[dict]) -> str:
-    """Markdown: one line per (recipe, shortcut, level) with mean ± sd over seeds (percent), the paired
-    difference FNAC - EZ-VSL with its 95 % t interval, the trivial baselines and the expected same-class
-    negatives per sample of the cell's training data."""
+def summarise(rows: list[dict], checkpoint: str = "best") -> str:
+    """Markdown: one line per (recipe, shortcut, level) and metric with mean ± sd over seeds (percent), the
+    paired difference FNAC - EZ-VSL with its 95 % t interval and the expected same-class negatives per
+    sample of the cell's training data; for best.pt also the trivial baselines and the epoch at which
+    each seed's FNAC best.pt was chosen ("-" where the row predates that record). Cells with no seed
+    at `checkpoint` are left out."""
+    best = checkpoint == "best"
     head = (
         "| recipe | variation | shortcut | level | same-class negatives / sample | seeds | metric | FNAC | EZ-VSL | "
-        "FNAC - EZ-VSL [95 % CI] | " + " | ".join(BASELINES) + " |"
+        "FNAC - EZ-VSL [95 % CI] |" + (" " + " | ".join(BASELINES) + " | FNAC best epochs |" if best else "")
     )
-    lines = [head, "|" + "---|" * (10 + len(BASELINES))]
+    lines = [head, "|" + "---|" * (10 + (len(BASELINES) + 1 if best else 0))]
     for (recipe, shortcut, k, skew, variation), cell in group_rows(rows).items():
-        st = cell_stats(cell)
+        st = cell_stats(cell, checkpoint)
+        if not st["seeds"]:
+            continue
+        epochs = " ".join("-" if e is None else str(e) for e in st["best_epochs"])
         for m, label in (("ciou50", "cIoU@0.5"), ("auc", "AUC")):
             s = st[m]
-            lines.append(
+            line = (
                 f"| {recipe} | {variation:g} | {shortcut:g} | {level_name(k, skew)} | {st['fn']:.2f} | {st['seeds']} | "
-                f"{label} | {_ms(s['fnac'])} | {_ms(s['ezvsl'])} | {_ci(s['diff'])} | "
-                + " | ".join(_ms(s["baselines"][b]) for b in BASELINES)
-                + " |"
+                f"{label} | {_ms(s['fnac'])} | {_ms(s['ezvsl'])} | {_ci(s['diff'])} |"
             )
+            if best:
+                line += " " + " | ".join(_ms(s["baselines"][b]) for b in BASELINES) + f" | {epochs} |"
+            lines.append(line)
     return "\n".join(lines)
+
+
+def summary_text(rows: list[dict]) -> str:
+    """summary.md: the best.pt table, and the end-of-training one where any row has it."""
+    parts = [f"## {CHECKPOINT_TITLES['best']}\n\n{summarise(rows, 'best')}"]
+    if any(CHECKPOINTS["end"] in r for r in rows):
+        parts.append(f"## {CHECKPOINT_TITLES['end']}\n\n{summarise(rows, 'end')}")
+    return "\n\n".join(parts) + "\n"
 
 
 def plot(rows: list[dict], path: str | Path, metric: str = "ciou50") -> None:
     """FNAC - EZ-VSL (with 95 % intervals) against same-class negatives per sample, one line per
-    (shortcut, recipe)."""
+    (shortcut, recipe); a second panel for the end of training where any row has it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines: dict[tuple, list[tuple[float, tuple]]] = {}
-    for (recipe, shortcut, _k, _skew, variation), cell in group_rows(rows).items():
-        st = cell_stats(cell)
-        if st["seeds"]:
-            lines.setdefault((shortcut, variation, recipe), []).append((st["fn"], st[metric]["diff"]))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (shortcut, variation, recipe), pts in sorted(lines.items()):
-        pts.sort()
-        x = [p[0] for p in pts]
-        y = [p[1][0] for p in pts]
-        err = [
-            [0 if math.isnan(p[1][1]) else p[1][0] - p[1][1] for p in pts],
-            [0 if math.isnan(p[1][2]) else p[1][2] - p[1][0] for p in pts],
-        ]
-        ax.errorbar(
-            x,
-            y,
-            yerr=err,
-            marker="o",
-            capsize=3,
-            label=f"{recipe}, shortcut {shortcut:g}" + (f", variation {variation:g}" if variation else ""),
-        )
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("same-class negatives per sample (expected, in a training batch)")
-    ax.set_ylabel(f"FNAC - EZ-VSL, {'cIoU@0.5' if metric == 'ciou50' else 'AUC'} (points)")
-    ax.set_title("FNAC's gain over EZ-VSL (mean over seeds, 95 % CI)")
-    ax.legend(fontsize=8)
+    panels = ["best"] + (["end"] if any(CHECKPOINTS["end"] in r for r in rows) else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), sharey=True, squeeze=False)
+    for ax, checkpoint in zip(axes[0], panels):
+        lines: dict[tuple, list[tuple[float, tuple]]] = {}
+        for (recipe, shortcut, _k, _skew, variation), cell in group_rows(rows).items():
+            st = cell_stats(cell, checkpoint)
+            if st["seeds"]:
+                lines.setdefault((shortcut, variation, recipe), []).append((st["fn"], st[metric]["diff"]))
+        for (shortcut, variation, recipe), pts in sorted(lines.items()):
+            pts.sort()
+            x = [p[0] for p in pts]
+            y = [p[1][0] for p in pts]
+            err = [
+                [0 if math.isnan(p[1][1]) else p[1][0] - p[1][1] for p in pts],
+                [0 if math.isnan(p[1][2]) else p[1][2] - p[1][0] for p in pts],
+            ]
+            ax.errorbar(
+                x,
+                y,
+                yerr=err,
+                marker="o",
+                capsize=3,
+                label=f"{recipe}, shortcut {shortcut:g}" + (f", variation {variation:g}" if variation else ""),
+            )
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("same-class negatives per sample (in a training batch)")
+        ax.set_title(CHECKPOINT_TITLES[checkpoint], fontsize=10)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"FNAC - EZ-VSL, {'cIoU@0.5' if metric == 'ciou50' else 'AUC'} (points, 95 % CI)")
+    fig.suptitle("FNAC's gain over EZ-VSL (mean over seeds)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -420,6 +521,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="tiny cells: a smoke test of this script (seconds)")
     p.add_argument("--out", default="runs/fn_sweep")
     p.add_argument("--summary-only", action="store_true", help="summarise results.jsonl, run nothing")
+    p.add_argument(
+        "--add-end",
+        action="store_true",
+        help="evaluate the end of training (latest.pt) of rows that lack it (written before it was "
+        "recorded), --jobs cells at a time, then summarise; run nothing else",
+    )
     p.add_argument("--figure", help="also draw FNAC - EZ-VSL against the false-negative rate here (png)")
     p.add_argument("--diagnose", metavar="CELL_DIR", help="run the false-negative diagnostic on one cell")
     p.add_argument("--batches", type=int, default=200, help="--diagnose: random batches")
@@ -441,6 +548,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.add_end:
+        n = add_end_of_training(out, args.jobs, args.threads)
+        print(f"end of training added to {n} rows of {out / 'results.jsonl'}")
+        args.summary_only = True
     results = Results(out)
     done = results.rows
     cells = []
@@ -478,9 +589,9 @@ def main(argv: list[str] | None = None) -> None:
     wanted = {cell_name(c) for c in cells}
     rows = [r for r in done if args.summary_only or cell_name(r) in wanted]
     if rows:
-        table = summarise(rows)
-        (out / "summary.md").write_text(table + "\n")
-        print(table)
+        text = summary_text(rows)
+        (out / "summary.md").write_text(text)
+        print(text)
         if args.figure:
             plot(rows, args.figure)
 

@@ -112,10 +112,10 @@ def test_same_class_negatives_by_hand():
     assert sweep.same_class_negatives([100] * 10, 16) == pytest.approx(15 * 99 / 999)
 
 
-def _row(recipe, k, seed, f, e, prior=0.15, fn=1.5):
+def _row(recipe, k, seed, f, e, prior=0.15, fn=1.5, end=None, best_epoch=None):
     res = {sweep.FNAC: {"ciou50": f, "auc": f + 0.2}, sweep.EZVSL: {"ciou50": e, "auc": e + 0.2}}
     base = {b: {"ciou50": prior, "auc": prior + 0.2} for b in sweep.BASELINES}
-    return {
+    row = {
         "recipe": recipe,
         "classes": k,
         "class_skew": 0.0,
@@ -125,6 +125,11 @@ def _row(recipe, k, seed, f, e, prior=0.15, fn=1.5):
         "baselines": base,
         "same_class_negatives": fn,
     }
+    if end is not None:
+        fe, ee = end
+        row["end_results"] = {sweep.FNAC: {"ciou50": fe, "auc": fe}, sweep.EZVSL: {"ciou50": ee, "auc": ee}}
+        row["best_epoch"] = {sweep.FNAC: best_epoch, sweep.EZVSL: 1}
+    return row
 
 
 def test_summary_and_figure_on_fabricated_rows(tmp_path):
@@ -142,12 +147,43 @@ def test_summary_and_figure_on_fabricated_rows(tmp_path):
     half = 4.302652729749464 / math.sqrt(3)
     assert "| 4.00 | 3 | cIoU@0.5 | 33.00 ± 3.00 | 30.00 ± 2.00 |" in small
     assert f"+3.00 [{3 - half:+.2f}, {3 + half:+.2f}]" in small
-    assert small.endswith("| 15.00 ± 0.00 | 15.00 ± 0.00 | 15.00 ± 0.00 |")
+    assert small.endswith("| 15.00 ± 0.00 | 15.00 ± 0.00 | 15.00 ± 0.00 | - - - |")  # no best epochs recorded
     ref = next(x for x in lines if x.startswith("| reference_synth |") and "cIoU@0.5" in x)
     assert "| 1 | cIoU@0.5 | 25.00 ± 0.00 | 27.00 ± 0.00 | -2.00 [n = 1] |" in ref
     png = tmp_path / "fig.png"
     sweep.plot(rows, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "end of training" not in sweep.summary_text(rows)  # no row has it
+
+
+def test_end_of_training_summary_on_fabricated_rows(tmp_path):
+    """The end-of-training table pairs latest.pt's metrics by seed, leaves out seeds (and cells) without
+    them, and the best.pt table lists FNAC's best epochs per seed."""
+    rows = [
+        _row("small", 4, 0, 0.30, 0.28, end=(0.10, 0.20), best_epoch=4),
+        _row("small", 4, 1, 0.33, 0.30, end=(0.12, 0.16), best_epoch=2),
+        _row("small", 4, 2, 0.36, 0.32),  # recorded before the end of training was
+        _row("small", 10, 0, 0.25, 0.27),  # no seed at the end: no end line for this cell
+    ]
+    end = sweep.summarise(rows, "end").splitlines()
+    assert len(end) == 2 + 2 and all("| k4 |" in x for x in end[2:])
+    ciou = next(x for x in end if "cIoU@0.5" in x)
+    # FNAC 10/12 -> 11 ± 1.41; EZ-VSL 20/16 -> 18 ± 2.83; differences -10/-4 -> -7, t(0.975, 1) = 12.706
+    half = 12.706204736174707 * 3  # sd 3 * sqrt(2), over sqrt(2)
+    assert "| 2 | cIoU@0.5 | 11.00 ± 1.41 | 18.00 ± 2.83 |" in ciou
+    assert f"-7.00 [{-7 - half:+.2f}, {-7 + half:+.2f}] |" in ciou
+    assert ciou.endswith("] |")  # no baseline columns at the end of training
+    best = sweep.summarise(rows, "best").splitlines()
+    k4 = next(x for x in best if "| k4 |" in x and "cIoU@0.5" in x)
+    assert k4.endswith("| 4 2 - |") and "| 3 | cIoU@0.5 |" in k4
+    text = sweep.summary_text(rows)
+    assert text.index("best.pt") < text.index("## end of training (latest.pt)")
+    png = tmp_path / "fig.png"
+    sweep.plot(rows, png)  # two panels
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size[0] > 1.8 * im.size[1]
 
 
 @pytest.mark.parametrize("quick", [False, True])
@@ -213,8 +249,44 @@ def test_false_negative_sweep_quick_end_to_end(tmp_path):
         assert "pretrained: none\n" in (tmp_path / "small_k4_sh0_s0" / model / "config.yaml").read_text()
     assert "| reference_synth | 0 | 0 | k4 |" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "fn.png").is_file()
+    # the end of training: latest.pt of each model, as `fnac eval` (its own loader and options) scores it
+    quick_epochs = rows[0]["epochs"]
+    for r in rows:
+        cell = tmp_path / sweep.cell_name(r)
+        assert r["end_epoch"] == {sweep.FNAC: quick_epochs, sweep.EZVSL: quick_epochs}
+        assert all(1 <= r["best_epoch"][m] <= quick_epochs for m in (sweep.FNAC, sweep.EZVSL))
+        for name, tag in ((sweep.FNAC, "fnac"), (sweep.EZVSL, "ezvsl")):
+            ev = subprocess.run(
+                [sys.executable, "-m", "fnac", "eval", "--checkpoint", str(cell / tag / "latest.pt"),
+                 "--out", str(cell / tag / "eval_latest"), "--no-baselines", "--workers", "0",
+                 "--overlays", "0", f"data.root={cell / 'data'}"],
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert ev.returncode == 0, ev.stderr[-2000:]
+            metrics = json.loads((cell / tag / "eval_latest" / "metrics.json").read_text())[0]["metrics"]
+            for m in ("ciou50", "auc"):
+                assert r["end_results"][name][m] == pytest.approx(metrics[m], abs=1e-9)
+    assert "## end of training (latest.pt)" in (tmp_path / "summary.md").read_text()
     again = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "done (" not in again.stdout
+    # --add-end completes a row recorded without the end of training, and names one whose folder is gone
+    full = (tmp_path / "results.jsonl").read_text().splitlines()
+    stripped = [json.loads(x) for x in full]
+    for r in stripped:
+        for key in ("end_results", "best_epoch", "end_epoch"):
+            del r[key]
+    gone = dict(stripped[0], seed=7)
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stripped + [gone]))
+    add = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path), "--add-end", "--jobs", "2", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert add.returncode == 0, add.stderr[-3000:]
+    assert f"{sweep.cell_name(gone)}" in add.stdout and "end of training added to 2 rows" in add.stdout
+    after = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert after[:2] == [json.loads(x) for x in full] and "end_results" not in after[2]
     diag = subprocess.run(
         [sys.executable, str(script), "--diagnose", str(ref), "--batches", "3"],
         capture_output=True,
