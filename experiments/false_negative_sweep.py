@@ -407,6 +407,7 @@ def plot(rows: list[dict], path: str | Path, metric: str = "ciou50") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     panels = ["best"] + (["end"] if any(CHECKPOINTS["end"] in r for r in rows) else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), sharey=True, squeeze=False)
@@ -416,9 +417,10 @@ def plot(rows: list[dict], path: str | Path, metric: str = "ciou50") -> None:
             st = cell_stats(cell, checkpoint)
             if st["seeds"]:
                 lines.setdefault((shortcut, variation, recipe), []).append((st["fn"], st[metric]["diff"]))
-        for (shortcut, variation, recipe), pts in sorted(lines.items()):
+        levels = sorted({p[0] for pts in lines.values() for p in pts})
+        for j, ((shortcut, variation, recipe), pts) in enumerate(sorted(lines.items())):
             pts.sort()
-            x = [p[0] for p in pts]
+            x = [p[0] * 1.04 ** (j - (len(lines) - 1) / 2) for p in pts]  # side by side at each level
             y = [p[1][0] for p in pts]
             err = [
                 [0 if math.isnan(p[1][1]) else p[1][0] - p[1][1] for p in pts],
@@ -434,6 +436,8 @@ def plot(rows: list[dict], path: str | Path, metric: str = "ciou50") -> None:
             )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log")
+        ax.set_xticks(levels, [f"{v:.2f}".rstrip("0").rstrip(".") for v in levels])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("same-class negatives per sample (in a training batch)")
         ax.set_title(CHECKPOINT_TITLES[checkpoint], fontsize=10)
         ax.legend(fontsize=8)
