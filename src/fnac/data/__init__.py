@@ -5,6 +5,7 @@ of DATASETS; no name guessing) and returns an ``AVDataset``, or the ``CachedData
 when ``data.cache`` holds it (``fnac.data.cache``); both implement the ``Dataset`` protocol
 (``fnac.data.protocol``). See docs/datasets.md for the layouts.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace

@@ -21,6 +21,7 @@ MS3 (``<root>`` = "Multi-sources"): ``ms3_data/visual_frames/<name>.mp4_<i>.png`
 ``<name>/`` folder), ``ms3_data/gt_masks/<split>/<name>/<name>_<i>.png``,
 ``ms3_data/audio_wav/<split>/<name>.wav`` (or ``audio_wav/<name>.wav``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,8 +56,13 @@ def read_meta(path: Path, subset: str) -> list[dict[str, str]]:
         need = max(i_split, i_name, i_cat if subset == "s4" else 0)
         if len(r) <= need:
             raise DataError(f"{path}: line {k} has {len(r)} fields, expected at least {need + 1}")
-        out.append({"name": r[i_name].strip(), "category": r[i_cat].strip() if subset == "s4" else "",
-                    "split": r[i_split].strip()})
+        out.append(
+            {
+                "name": r[i_name].strip(),
+                "category": r[i_cat].strip() if subset == "s4" else "",
+                "split": r[i_split].strip(),
+            }
+        )
     return out
 
 
@@ -72,8 +78,11 @@ def build(subset: str, data_cfg: DataConfig, split: str, train: bool, seed: int 
     if split not in ("train", "val", "test"):
         raise DataError(f"unknown split {split!r} (expected train, val or test)")
     root = Path(data_cfg.root)
-    meta_path = resolve_list(data_cfg.annotations, [root / f"{subset}_meta_data.csv"],
-                             f"AVSBench {subset.upper()} metadata (data.annotations)")
+    meta_path = resolve_list(
+        data_cfg.annotations,
+        [root / f"{subset}_meta_data.csv"],
+        f"AVSBench {subset.upper()} metadata (data.annotations)",
+    )
     videos = [r for r in read_meta(meta_path, subset) if r["split"] == split]
     restrict = getattr(data_cfg, f"{split}_list")
     if restrict:
@@ -121,7 +130,15 @@ def build(subset: str, data_cfg: DataConfig, split: str, train: bool, seed: int 
             else:
                 target = MaskFile(str(mask)) if annotated else None
                 entries.append(Entry(sid, image, audio, centre=i - 0.5, target=target))
-    ds = AVDataset(f"avsbench_{subset}", split, data_cfg, train, entries,
-                   ListReport(str(meta_path), listed, missing, excluded), annotated, seed)
+    ds = AVDataset(
+        f"avsbench_{subset}",
+        split,
+        data_cfg,
+        train,
+        entries,
+        ListReport(str(meta_path), listed, missing, excluded),
+        annotated,
+        seed,
+    )
     ds._log_build()
     return ds

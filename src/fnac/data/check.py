@@ -3,6 +3,7 @@ boxes are degenerate, and which test ids leak into the training list (docs/evalu
 
 ``check_dataset`` returns a JSON-serialisable dict; ``format_report`` renders it as a table.
 """
+
 from __future__ import annotations
 
 import logging
@@ -87,8 +88,14 @@ def check_annotations(data_cfg: DataConfig) -> dict[str, Any] | None:
     found or parsed."""
     from fnac import metrics
 
-    out: dict[str, Any] = {"file": "", "entries": 0, "boxes": 0, "degenerate": [], "out_of_range": [],
-                           "no_valid_box": []}
+    out: dict[str, Any] = {
+        "file": "",
+        "entries": 0,
+        "boxes": 0,
+        "degenerate": [],
+        "out_of_range": [],
+        "no_valid_box": [],
+    }
     if data_cfg.dataset in ("vggss", "extended_vggss"):
         from fnac.data.vggss import annotations_path, parse_vggss_json
 
@@ -212,8 +219,14 @@ def check_dataset(
     """
     from fnac.data import build_dataset
 
-    report: dict[str, Any] = {"dataset": data_cfg.dataset, "root": data_cfg.root, "annotations": None,
-                              "splits": {}, "skipped": {}, "overlap": None}
+    report: dict[str, Any] = {
+        "dataset": data_cfg.dataset,
+        "root": data_cfg.root,
+        "annotations": None,
+        "splits": {},
+        "skipped": {},
+        "overlap": None,
+    }
     try:
         report["annotations"] = check_annotations(data_cfg)
     except DataError as e:
@@ -221,7 +234,7 @@ def check_dataset(
             raise
         report["skipped"]["annotations"] = str(e)
     explicit = splits is not None and len(splits) > 0
-    for split in (splits if explicit else SPLITS):
+    for split in splits if explicit else SPLITS:
         try:
             ds = build_dataset(data_cfg, split, train=False)
         except DataError as e:
@@ -238,8 +251,14 @@ def check_dataset(
     if tr and te:
         test_ids = read_id_list(te)
         ov = overlap_ids(read_id_list(tr), test_ids)
-        report["overlap"] = {"train_list": tr, "test_list": te, "test": len(test_ids), "overlap": len(ov),
-                             "ids": ov, "written_to": ""}
+        report["overlap"] = {
+            "train_list": tr,
+            "test_list": te,
+            "test": len(test_ids),
+            "overlap": len(ov),
+            "ids": ov,
+            "written_to": "",
+        }
         if overlap_out:
             write_id_list(overlap_out, ov)
             report["overlap"]["written_to"] = str(Path(overlap_out))
@@ -251,14 +270,33 @@ def check_dataset(
 
 def format_report(report: dict[str, Any], max_items: int = 10) -> str:
     """The report as a table plus the first ``max_items`` problems of each kind."""
-    head = ["split", "listed", "present", "missing", "excluded", "unreadable", "degenerate", "out-of-range",
-            "no valid box"]
+    head = [
+        "split",
+        "listed",
+        "present",
+        "missing",
+        "excluded",
+        "unreadable",
+        "degenerate",
+        "out-of-range",
+        "no valid box",
+    ]
     rows = []
     for split, r in report["splits"].items():
         b = r["boxes"]
-        rows.append([split, r["listed"], r["present"], r["missing"], r["excluded"], r["unreadable"],
-                     len(b["degenerate"]) if b else "-", len(b["out_of_range"]) if b else "-",
-                     len(b["no_valid_box"]) if b else "-"])
+        rows.append(
+            [
+                split,
+                r["listed"],
+                r["present"],
+                r["missing"],
+                r["excluded"],
+                r["unreadable"],
+                len(b["degenerate"]) if b else "-",
+                len(b["out_of_range"]) if b else "-",
+                len(b["no_valid_box"]) if b else "-",
+            ]
+        )
     lines = [f"dataset {report['dataset']} at {report['root']}"]
     if rows:
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
@@ -273,23 +311,31 @@ def format_report(report: dict[str, Any], max_items: int = 10) -> str:
 
     a = report.get("annotations")
     if a:
-        lines.append(f"annotations [{a['file']}], all entries, media or not: {a['entries']} entries, "
-                     f"{a['boxes']} boxes, {len(a['degenerate'])} degenerate, {len(a['out_of_range'])} outside "
-                     f"the frame, {len(a['no_valid_box'])} with no valid box")
-        for key, text in (("degenerate", "degenerate boxes (x1 >= x2 or y1 >= y2)"),
-                          ("out_of_range", "boxes outside the frame")):
+        lines.append(
+            f"annotations [{a['file']}], all entries, media or not: {a['entries']} entries, "
+            f"{a['boxes']} boxes, {len(a['degenerate'])} degenerate, {len(a['out_of_range'])} outside "
+            f"the frame, {len(a['no_valid_box'])} with no valid box"
+        )
+        for key, text in (
+            ("degenerate", "degenerate boxes (x1 >= x2 or y1 >= y2)"),
+            ("out_of_range", "boxes outside the frame"),
+        ):
             if a[key]:
                 lines.append(f"  {text}:")
                 lines += [f"    {x['id']}: {x['box']}" for x in a[key][:max_items]]
                 if more(len(a[key])):
                     lines.append("  " + more(len(a[key])))
         if a["no_valid_box"]:
-            lines.append(f"  no valid box (these would score 0 cIoU): {', '.join(a['no_valid_box'][:max_items])}"
-                         + more(len(a["no_valid_box"])))
+            lines.append(
+                f"  no valid box (these would score 0 cIoU): {', '.join(a['no_valid_box'][:max_items])}"
+                + more(len(a["no_valid_box"]))
+            )
 
     for split, r in report["splits"].items():
-        lines.append(f"{split}: {r['present']} of {r['listed']} listed ids present [{r['list']}]"
-                     + ("" if r["deep"] else " (files not decoded; use --deep)"))
+        lines.append(
+            f"{split}: {r['present']} of {r['listed']} listed ids present [{r['list']}]"
+            + ("" if r["deep"] else " (files not decoded; use --deep)")
+        )
         for title, items in (("missing", r["missing_ids"]), ("unreadable", r["unreadable_ids"])):
             if items:
                 lines.append(f"  {title}:")
@@ -298,8 +344,10 @@ def format_report(report: dict[str, Any], max_items: int = 10) -> str:
                     lines.append("  " + more(len(items)))
         b = r["boxes"]
         if b:
-            titles = {"degenerate": "degenerate boxes (x1 >= x2 or y1 >= y2)",
-                      "out_of_range": "boxes outside the frame"}
+            titles = {
+                "degenerate": "degenerate boxes (x1 >= x2 or y1 >= y2)",
+                "out_of_range": "boxes outside the frame",
+            }
             for title, text in titles.items():
                 if b[title]:
                     lines.append(f"  {text}:")
@@ -307,12 +355,16 @@ def format_report(report: dict[str, Any], max_items: int = 10) -> str:
                     if more(len(b[title])):
                         lines.append("  " + more(len(b[title])))
             if b["no_valid_box"]:
-                lines.append(f"  no valid box (these score 0 cIoU): {', '.join(b['no_valid_box'][:max_items])}"
-                             + more(len(b["no_valid_box"])))
+                lines.append(
+                    f"  no valid box (these score 0 cIoU): {', '.join(b['no_valid_box'][:max_items])}"
+                    + more(len(b["no_valid_box"]))
+                )
     ov = report["overlap"]
     if ov is not None:
-        lines.append(f"train/test overlap: {ov['overlap']} of {ov['test']} test ids [{ov['test_list']}] are in the "
-                     f"training list [{ov['train_list']}]")
+        lines.append(
+            f"train/test overlap: {ov['overlap']} of {ov['test']} test ids [{ov['test_list']}] are in the "
+            f"training list [{ov['train_list']}]"
+        )
         if ov["written_to"]:
             lines.append(f"  overlap ids written to {ov['written_to']} (use as data.exclude_list)")
         elif ov["overlap"]:

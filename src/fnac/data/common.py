@@ -6,6 +6,7 @@ and the one audio file of its sample (docs/method.md §4, "Inputs"). Ids that ar
 files are absent are kept in ``missing`` (with a reason) rather than silently dropped, so that every
 result can say "N evaluated of M listed" (docs/evaluation.md §7).
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,21 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png")  # priority order when one id has several
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
 MEDIA_EXTS = IMAGE_EXTS + AUDIO_EXTS + VIDEO_SUFFIXES + (".xml",)
 # First-row cells of a csv id list that mark a header row (compared case-insensitively).
-HEADER_NAMES = {"id", "ids", "file", "filename", "file_name", "name", "video", "video_id", "vid", "ytid", "youtube_id",
-                "clip", "clip_id"}
+HEADER_NAMES = {
+    "id",
+    "ids",
+    "file",
+    "filename",
+    "file_name",
+    "name",
+    "video",
+    "video_id",
+    "vid",
+    "ytid",
+    "youtube_id",
+    "clip",
+    "clip_id",
+}
 SPLITS = ("train", "val", "test")
 
 
@@ -105,8 +119,9 @@ def split_ids(ids: Sequence[str], n_val: int, seed: int = 0) -> tuple[list[str],
     parts in the original order. For a validation list carved out of an annotated set, so that
     checkpoints are never selected on the test ids (docs/evaluation.md §7)."""
     if not 0 < n_val < len(ids):
-        raise DataError(f"validation size must be between 1 and {len(ids) - 1} "
-                        f"(the list has {len(ids)} ids), got {n_val}")
+        raise DataError(
+            f"validation size must be between 1 and {len(ids) - 1} (the list has {len(ids)} ids), got {n_val}"
+        )
     chosen = set(np.random.default_rng(seed).choice(len(ids), size=n_val, replace=False).tolist())
     val = [i for k, i in enumerate(ids) if k in chosen]
     rest = [i for k, i in enumerate(ids) if k not in chosen]
@@ -122,8 +137,7 @@ def _load_json(p: Path, text: str | None = None) -> Any:
         raise DataError(f"{p}: not valid JSON ({e})") from None
 
 
-def resolve_list(explicit: str, candidates: Sequence[Path], what: str,
-                 missing: type[DataError] = DataError) -> Path:
+def resolve_list(explicit: str, candidates: Sequence[Path], what: str, missing: type[DataError] = DataError) -> Path:
     """The configured list path, else the first existing default; ``missing`` (a DataError) naming
     what was tried."""
     if explicit:
@@ -144,8 +158,12 @@ def split_list_path(data_cfg: DataConfig, split: str, defaults: dict[str, Sequen
         raise DataError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
     explicit = getattr(data_cfg, f"{split}_list")
     root = Path(data_cfg.root)
-    return resolve_list(explicit, [root / n for n in defaults[split]], f"{split} id list (data.{split}_list)",
-                        missing=IdListNotFoundError)
+    return resolve_list(
+        explicit,
+        [root / n for n in defaults[split]],
+        f"{split} id list (data.{split}_list)",
+        missing=IdListNotFoundError,
+    )
 
 
 # --------------------------------------------------------------------------------------- file index
@@ -309,8 +327,13 @@ class AVDataset(TorchDataset, Dataset):
         log.info("%s", self.summary())
         if self.missing:
             first = ", ".join(f"{i} ({self.missing_reasons[i]})" for i in self.missing[:5])
-            log.warning("%s %s: %d listed ids cannot be used (missing files or annotation), e.g. %s",
-                        self.name, self.split, len(self.missing), first)
+            log.warning(
+                "%s %s: %d listed ids cannot be used (missing files or annotation), e.g. %s",
+                self.name,
+                self.split,
+                len(self.missing),
+                first,
+            )
 
     # -- loading -------------------------------------------------------------------------------
     def _generators(self, index: int) -> tuple[random.Random | None, torch.Generator | None]:
@@ -395,6 +418,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, l
     good = [s for s in samples if "error" not in s]
     if not good:
         return None, failed
+
     # keep the most common shape signature; report the others
     def signature(s: dict[str, Any]) -> tuple:
         return tuple((k, tuple(v.shape)) for k, v in sorted(s.items()) if isinstance(v, torch.Tensor))
@@ -409,10 +433,18 @@ def collate(samples: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, l
             else:
                 shapes = {k: v for k, v in sig}
                 want = {k: v for k, v in common}
-                diff = ", ".join(f"{k} {shapes.get(k)} vs {want.get(k)}" for k in sorted(set(shapes) | set(want))
-                                 if shapes.get(k) != want.get(k))
-                failed.append((str(s["id"]), f"tensor shapes differ from the batch ({diff}); "
-                               "set data.sample_rate to resample every clip to one rate"))
+                diff = ", ".join(
+                    f"{k} {shapes.get(k)} vs {want.get(k)}"
+                    for k in sorted(set(shapes) | set(want))
+                    if shapes.get(k) != want.get(k)
+                )
+                failed.append(
+                    (
+                        str(s["id"]),
+                        f"tensor shapes differ from the batch ({diff}); "
+                        "set data.sample_rate to resample every clip to one rate",
+                    )
+                )
         good = keep
     batch: dict[str, Any] = {}
     for key in good[0]:
@@ -472,3 +504,41 @@ def match_files(
             else:
                 entries.append(out)
     return entries, missing
+
+
+Indexes = tuple[dict[str, str], dict[str, str], str, str]  # images, audios, where images, where audio
+
+
+def build_listed(
+    name: str,
+    data_cfg: DataConfig,
+    split: str,
+    train: bool,
+    seed: int,
+    list_defaults: dict[str, Sequence[str]],
+    indexes: Callable[[], Indexes],
+    targets: Callable[[], Callable[[str], Any]],
+) -> AVDataset:
+    """A benchmark whose splits are id lists (VGG-SS, Flickr-SoundNet): the split's ids (for training
+    without those of data.exclude_list), each paired with its image and audio file from ``indexes()``
+    and, on the annotated val and test splits, with its target from ``targets()``, a function of an id
+    that returns the target or the reason (str) why the id has none. ``targets`` is called only for
+    annotated splits, after the list is read and before ``indexes``."""
+    list_path = split_list_path(data_cfg, split, list_defaults)
+    listed = read_id_list(list_path)
+    ids, excluded = apply_exclusion(listed, data_cfg) if split == "train" else (listed, [])
+    annotated = split != "train"
+    target_of = targets() if annotated else None
+    images, audios, where_i, where_a = indexes()
+
+    def make(i: str, img: str, aud: str) -> Entry | str:
+        if target_of is None:
+            return Entry(i, img, aud)
+        target = target_of(i)
+        return target if isinstance(target, str) else Entry(i, img, aud, target=target)
+
+    entries, missing = match_files(ids, images, audios, where_i, where_a, make)
+    report = ListReport(str(list_path), listed, missing, excluded)
+    ds = AVDataset(name, split, data_cfg, train, entries, report, annotated, seed)
+    ds._log_build()
+    return ds

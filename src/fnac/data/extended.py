@@ -13,16 +13,15 @@ The csv is ``data.extended_list``, default ``<root>/<flickr|vggss>_test_plus_sil
 Files are looked up in the base layout plus ``extend_frames/`` and ``extend_audio/``.
 The train and val splits are those of the base benchmark (no negatives).
 """
+
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
 
 from fnac.config import DataConfig
 from fnac.data import flickr, vggss
 from fnac.data.common import AVDataset, Entry, ListReport, read_id_list, resolve_list, split_list_path
-from fnac.data.targets import VggssBoxes
 from fnac.errors import DataError
 
 NEGATIVE_LABEL = "non-sounding"
@@ -62,23 +61,7 @@ class _Base:
 
     def targets(self, data_cfg: DataConfig):
         """A function id -> target or reason string (why the id has no annotation)."""
-        if self.name == "vggss":
-            path = str(vggss.annotations_path(data_cfg))
-            ann = vggss.parse_vggss_json(path)
-
-            def get(i: str) -> Any:
-                a = ann.get(i)
-                return VggssBoxes(a.boxes, path) if a is not None else f"no annotation in {path}"
-
-            return get
-        xmls, where = flickr.annotation_index(data_cfg)
-        make = flickr.flickr_entry_maker(True, xmls, where)
-
-        def get_f(i: str) -> Any:
-            out = make(i, "", "")
-            return out if isinstance(out, str) else out.target
-
-        return get_f
+        return self.mod.annotation_targets(data_cfg)
 
 
 def build(base_name: str, data_cfg: DataConfig, split: str, train: bool, seed: int = 0) -> AVDataset:

@@ -11,24 +11,20 @@ then beside the images in ``<root>``. Every XML file of the split is parsed once
 built. Id lists: defaults ``<root>/{train,val,test}.txt``, test also ``<root>/flickr_test.csv``
 (rows ``id,<int>``: only the first column is read).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from fnac.config import DataConfig
 from fnac.data.common import (
     AUDIO_EXTS,
     IMAGE_EXTS,
     AVDataset,
-    Entry,
-    ListReport,
-    apply_exclusion,
+    build_listed,
     index_files,
-    match_files,
     merged_index,
-    read_id_list,
-    split_list_path,
 )
 from fnac.data.targets import FlickrBoxes
 from fnac.errors import DataError
@@ -65,33 +61,25 @@ def annotation_index(data_cfg: DataConfig) -> tuple[dict[str, str], str]:
 
 def build(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) -> AVDataset:
     """The ``flickr`` dataset: see the module docstring. Val and test splits carry ``gt_map``."""
-    root = Path(data_cfg.root)
-    list_path = split_list_path(data_cfg, split, LIST_DEFAULTS)
-    listed = read_id_list(list_path)
-    ids, excluded = apply_exclusion(listed, data_cfg) if split == "train" else (listed, [])
-    annotated = split != "train"
-    xmls: dict[str, str] = {}
-    where_x = ""
-    if annotated:
-        xmls, where_x = annotation_index(data_cfg)
-    images, audios, where_i, where_a = layout_indexes(root)
-    entries, missing = match_files(ids, images, audios, where_i, where_a, flickr_entry_maker(annotated, xmls, where_x))
-    ds = AVDataset("flickr", split, data_cfg, train, entries, ListReport(str(list_path), listed, missing, excluded),
-                   annotated, seed)
-    ds._log_build()
-    return ds
+    return build_listed(
+        "flickr",
+        data_cfg,
+        split,
+        train,
+        seed,
+        LIST_DEFAULTS,
+        lambda: layout_indexes(Path(data_cfg.root)),
+        lambda: annotation_targets(data_cfg),
+    )
 
 
-def flickr_entry_maker(annotated: bool, xmls: dict[str, str], where_x: str):
-    """make(id, image, audio) for match_files: parses the id's XML now (once per dataset build)."""
+def annotation_targets(data_cfg: DataConfig) -> Callable[[str], FlickrBoxes | str]:
+    """id -> its boxes, or the reason it has none. The XML files are indexed now and each parsed when
+    its id is asked for (a DataError naming the file on a malformed one)."""
+    xmls, where = annotation_index(data_cfg)
 
-    def make(i: str, img: str, aud: str) -> Entry | str:
-        target: Any = None
-        if annotated:
-            x = xmls.get(i)
-            if x is None:
-                return f"no annotation {i}.xml (looked in {where_x})"
-            target = FlickrBoxes.from_xml(x)  # DataError naming the file on a malformed XML
-        return Entry(i, img, aud, target=target)
+    def target(i: str) -> FlickrBoxes | str:
+        x = xmls.get(i)
+        return FlickrBoxes.from_xml(x) if x is not None else f"no annotation {i}.xml (looked in {where})"
 
-    return make
+    return target

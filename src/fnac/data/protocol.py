@@ -5,6 +5,7 @@ explicitly (``fnac.data.common.AVDataset``, the plain layout, and ``fnac.data.ca
 CachedDataset``, the preprocessed cache), so callers use them without probing. ``as_dataset`` gives
 a bare map-style dataset of samples (tests, ad-hoc lists of samples) the same description.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol, Sequence, runtime_checkable

@@ -3,6 +3,7 @@
 Each target knows the file it came from (named in error messages) and returns the annotation fields
 of its sample: ``gt_map`` (224, 224) float32 (docs/evaluation.md §1) and, for AVSBench, ``mask``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,27 +7,23 @@ Layout: ``<root>/frames/<id>.jpg`` (or ``.png``), ``<root>/audio/<id>.wav``. Id 
 ``<root>/annotations.json`` (the synthetic benchmark's name), then ``<root>/vggss.json``. The built-in
 synthetic benchmark uses this layout.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fnac.config import DataConfig
 from fnac.data.common import (
     AUDIO_EXTS,
     IMAGE_EXTS,
     AVDataset,
-    Entry,
-    ListReport,
     _load_json,
-    apply_exclusion,
-    match_files,
+    build_listed,
     merged_index,
-    read_id_list,
     resolve_list,
-    split_list_path,
 )
 from fnac.data.targets import VggssBoxes
 from fnac.errors import DataError
@@ -46,8 +42,9 @@ class VggssAnnotation:
 
 def annotations_path(data_cfg: DataConfig) -> Path:
     root = Path(data_cfg.root)
-    return resolve_list(data_cfg.annotations, [root / n for n in ANNOTATION_DEFAULTS],
-                        "annotation file (data.annotations)")
+    return resolve_list(
+        data_cfg.annotations, [root / n for n in ANNOTATION_DEFAULTS], "annotation file (data.annotations)"
+    )
 
 
 def parse_vggss_json(path: str | Path) -> dict[str, VggssAnnotation]:
@@ -57,8 +54,9 @@ def parse_vggss_json(path: str | Path) -> dict[str, VggssAnnotation]:
     p = Path(path)
     entries = _load_json(p)
     if not isinstance(entries, list):
-        raise DataError(f"{p}: expected a JSON list of {{'file', 'class', 'bbox'}} entries, "
-                        f"got {type(entries).__name__}")
+        raise DataError(
+            f"{p}: expected a JSON list of {{'file', 'class', 'bbox'}} entries, got {type(entries).__name__}"
+        )
     out: dict[str, VggssAnnotation] = {}
     for k, e in enumerate(entries):
         if not isinstance(e, dict) or not isinstance(e.get("file"), str):
@@ -102,29 +100,25 @@ def layout_indexes(root: Path, extended: bool = False) -> tuple[dict[str, str], 
 
 def build(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) -> AVDataset:
     """The ``vggss`` dataset: see the module docstring. Val and test splits carry ``gt_map``."""
-    root = Path(data_cfg.root)
-    list_path = split_list_path(data_cfg, split, LIST_DEFAULTS)
-    listed = read_id_list(list_path)
-    ids, excluded = apply_exclusion(listed, data_cfg) if split == "train" else (listed, [])
-    annotated = split != "train"
-    ann: dict[str, VggssAnnotation] = {}
-    ann_path = ""
-    if annotated:
-        ann_path = str(annotations_path(data_cfg))
-        ann = parse_vggss_json(ann_path)
-    images, audios, where_i, where_a = layout_indexes(root)
+    return build_listed(
+        "vggss",
+        data_cfg,
+        split,
+        train,
+        seed,
+        LIST_DEFAULTS,
+        lambda: layout_indexes(Path(data_cfg.root)),
+        lambda: annotation_targets(data_cfg),
+    )
 
-    def make(i: str, img: str, aud: str) -> Entry | str:
-        target: Any = None
-        if annotated:
-            a = ann.get(i)
-            if a is None:
-                return f"no annotation in {ann_path}"
-            target = VggssBoxes(a.boxes, ann_path)
-        return Entry(i, img, aud, target=target)
 
-    entries, missing = match_files(ids, images, audios, where_i, where_a, make)
-    ds = AVDataset("vggss", split, data_cfg, train, entries, ListReport(str(list_path), listed, missing, excluded),
-                   annotated, seed)
-    ds._log_build()
-    return ds
+def annotation_targets(data_cfg: DataConfig) -> Callable[[str], VggssBoxes | str]:
+    """id -> its boxes, or the reason it has none (the annotation file is read now)."""
+    path = str(annotations_path(data_cfg))
+    ann = parse_vggss_json(path)
+
+    def target(i: str) -> VggssBoxes | str:
+        a = ann.get(i)
+        return VggssBoxes(a.boxes, path) if a is not None else f"no annotation in {path}"
+
+    return target

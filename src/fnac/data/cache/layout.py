@@ -1,6 +1,7 @@
 """The cache's on-disk format, shared by the writer and the reader: file names, the forms of the
 splits, the config signature a cached split is valid for, meta.json, and the field codecs
 (layout described in ``fnac.data.cache``)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,16 @@ CACHE_VERSION = 1
 META = "meta.json"
 # DataConfig fields that decide what a cached split holds (plus data.<split>_list, and data.exclude_list
 # for the training split); a cache is used only when all of them match the config.
-CONTENT_FIELDS = ("dataset", "root", "annotations", "extended_list", "image_size", "audio_duration", "sample_rate",
-                  "alpha")
+CONTENT_FIELDS = (
+    "dataset",
+    "root",
+    "annotations",
+    "extended_list",
+    "image_size",
+    "audio_duration",
+    "sample_rate",
+    "alpha",
+)
 PATH_FIELDS = ("root", "train_list", "val_list", "test_list", "annotations", "exclude_list", "extended_list")
 HALVES_MAX = 255  # float fields whose values are multiples of 0.5 in [0, 127.5] are stored as uint8 2v
 
@@ -74,8 +83,10 @@ def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
         raise DataError(f"{p}: not an fnac cache")
     if meta.get("version") != CACHE_VERSION:
-        raise DataError(f"{p}: cache format version {meta.get('version')}, this fnac reads version "
-                        f"{CACHE_VERSION}; rebuild with `fnac cache --force`")
+        raise DataError(
+            f"{p}: cache format version {meta.get('version')}, this fnac reads version "
+            f"{CACHE_VERSION}; rebuild with `fnac cache --force`"
+        )
     return meta
 
 
@@ -107,8 +118,12 @@ def encode_fields(tmp: dict[str, np.ndarray], kinds: dict[str, str], base: str) 
         kind = kinds[key]
         if kind == "tensor" and arr.dtype == np.float32:
             twice = arr * np.float32(2.0)
-            if np.all(np.isfinite(twice)) and np.all(twice == np.rint(twice)) and twice.min(initial=0) >= 0 \
-                    and twice.max(initial=0) <= HALVES_MAX:
+            if (
+                np.all(np.isfinite(twice))
+                and np.all(twice == np.rint(twice))
+                and twice.min(initial=0) >= 0
+                and twice.max(initial=0) <= HALVES_MAX
+            ):
                 np.save(f"{base}.{key}.npy", np.rint(twice).astype(np.uint8))
                 out[key] = {"kind": "halves", "dtype": "float32", "shape": list(arr.shape[1:])}
                 continue

@@ -6,6 +6,7 @@ every shard stores 16-bit PCM, converted exactly on the device, else float32), p
 training and the annotation fields for val/test: the raw batch form of ``fnac.inputs``, which turns a
 batch of either form (plain or cached) into the model's float inputs on a device.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,8 +87,10 @@ class CachedDataset(TorchDataset, Dataset):
         self.form = meta["form"]
         self.train = bool(train)
         if self.train and self.form != "train":
-            raise DataError(f"{self.cache_dir}: split '{self.split}' is cached in test form; training needs the "
-                            "train form (cache the training split)")
+            raise DataError(
+                f"{self.cache_dir}: split '{self.split}' is cached in test form; training needs the "
+                "train form (cache the training split)"
+            )
         self.annotated = bool(meta["annotated"])
         self.with_positive = bool(meta.get("with_positive", False))
         self.list_path = meta["list_path"]
@@ -115,8 +118,10 @@ class CachedDataset(TorchDataset, Dataset):
                 self.ids.append(sid)
                 self._where.append((k, j))
         if len(self.ids) != int(meta["n"]):
-            raise DataError(f"{self.cache_dir / META}: lists {meta['n']} samples, the shards hold {len(self.ids)}; "
-                            "rebuild with `fnac cache --force`")
+            raise DataError(
+                f"{self.cache_dir / META}: lists {meta['n']} samples, the shards hold {len(self.ids)}; "
+                "rebuild with `fnac cache --force`"
+            )
         self.finish_on_device = True  # see prepare_for
         # int16 windows go to the device as they are when every shard has them (half the bytes)
         self.wave_int16 = bool(self._shards) and all(s.info.get("wave_dtype") == "int16" for s in self._shards)
@@ -130,7 +135,9 @@ class CachedDataset(TorchDataset, Dataset):
         self.epoch = int(epoch)
 
     def summary(self) -> str:
-        text = f"{self.name} {self.split} (cache {self.cache_dir}): {len(self)} of {len(self.listed)} listed ids present"
+        text = (
+            f"{self.name} {self.split} (cache {self.cache_dir}): {len(self)} of {len(self.listed)} listed ids present"
+        )
         extra = []
         if self.missing:
             extra.append(f"{len(self.missing)} missing")
@@ -170,8 +177,13 @@ class CachedDataset(TorchDataset, Dataset):
         wave = shard.window(j)
         if wave.dtype == np.int16 and not self.wave_int16:
             wave = wave.astype(np.float32) / np.float32(PCM16)  # exact
-        out: dict[str, Any] = {"id": sid, "index": index, "image": self._image(shard.frame(j), rng),
-                               "wave": torch.from_numpy(np.array(wave)), "sr": self.sample_rate}
+        out: dict[str, Any] = {
+            "id": sid,
+            "index": index,
+            "image": self._image(shard.frame(j), rng),
+            "wave": torch.from_numpy(np.array(wave)),
+            "sr": self.sample_rate,
+        }
         if self.train:
             out["spec_mask"] = draw_mask_params(self.cfg.spec_mask, self._n_time, gen)  # type: ignore[arg-type]
         if self.annotated:
@@ -208,15 +220,23 @@ def open_split(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) -> 
     meta = read_meta(folder)
     diff = mismatches(meta, data_cfg)
     if diff:
-        raise DataError(f"{folder / META}: the cache was built from other data settings ({'; '.join(diff)}); "
-                        "rebuild it with `fnac cache` or fix the config")
+        raise DataError(
+            f"{folder / META}: the cache was built from other data settings ({'; '.join(diff)}); "
+            "rebuild it with `fnac cache` or fix the config"
+        )
     if train and meta["form"] != "train":
-        log.warning("data.cache %s: split '%s' is cached for evaluation, not training: reading the plain layout",
-                    data_cfg.cache, split)
+        log.warning(
+            "data.cache %s: split '%s' is cached for evaluation, not training: reading the plain layout",
+            data_cfg.cache,
+            split,
+        )
         return None
     if not train and meta["form"] != "test":
-        log.warning("data.cache %s: split '%s' is cached for training, not evaluation: reading the plain layout",
-                    data_cfg.cache, split)
+        log.warning(
+            "data.cache %s: split '%s' is cached for training, not evaluation: reading the plain layout",
+            data_cfg.cache,
+            split,
+        )
         return None
     ds = CachedDataset(folder, data_cfg, train, seed)
     log.info("%s", ds.summary())

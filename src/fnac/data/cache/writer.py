@@ -7,6 +7,7 @@ for annotated splits, its annotation fields. They are written into shards of mem
 so an interrupted build resumes where it stopped; ``meta.json`` is written last. Clips that fail to
 decode are recorded with their reason and reported by the reader like the plain layout does.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,14 +68,25 @@ class SplitSummary:
 def _pcm16_exact(wave: np.ndarray) -> bool:
     """Whether every value is q / 32768 for an integer q in [-32768, 32767] (16-bit PCM read as float)."""
     for i in range(0, wave.shape[0], 256):
-        x = wave[i:i + 256] * np.float32(PCM16)  # exact: a power of two
+        x = wave[i : i + 256] * np.float32(PCM16)  # exact: a power of two
         if x.size and (x.min() < -PCM16 or x.max() > PCM16 - 1 or not np.array_equal(x, np.rint(x))):
             return False
     return wave.shape[0] > 0
 
 
-def write_shard(ds: AVDataset, folder: Path, k: int, lo: int, hi: int, form: str, image_size: int, sr: int,
-                n_samples: int, key: dict[str, Any], fingerprint: str = "") -> dict[str, Any]:
+def write_shard(
+    ds: AVDataset,
+    folder: Path,
+    k: int,
+    lo: int,
+    hi: int,
+    form: str,
+    image_size: int,
+    sr: int,
+    n_samples: int,
+    key: dict[str, Any],
+    fingerprint: str = "",
+) -> dict[str, Any]:
     """Decode samples lo..hi-1 of the plain dataset ``ds`` into shard k of ``folder``; return its info."""
     from PIL import Image
 
@@ -105,18 +117,23 @@ def write_shard(ds: AVDataset, folder: Path, k: int, lo: int, hi: int, form: str
                 current = e.audio
                 x, file_sr = media.read_audio(e.audio, cfg.sample_rate)
                 if file_sr != sr:
-                    raise DataError(f"sample rate {file_sr} Hz differs from the cache's {sr} Hz; set "
-                                    "data.sample_rate to resample every clip to one rate")
+                    raise DataError(
+                        f"sample rate {file_sr} Hz differs from the cache's {sr} Hz; set "
+                        "data.sample_rate to resample every clip to one rate"
+                    )
                 win = audio.centre_window(x, sr, duration=cfg.audio_duration, centre=e.centre)
                 current = ds.annotation_file(e)
                 extra = ds.annotation(e) if ds.annotated else {}
                 values = {}
                 for name, v in extra.items():
                     kind, a = field_kind(v)
-                    if name in fields and (kinds[name] != kind or fields[name].shape[1:] != a.shape
-                                           or fields[name].dtype != a.dtype):
-                        raise DataError(f"field '{name}' has shape {a.shape} {a.dtype}, the shard's others "
-                                        f"{fields[name].shape[1:]} {fields[name].dtype}")
+                    if name in fields and (
+                        kinds[name] != kind or fields[name].shape[1:] != a.shape or fields[name].dtype != a.dtype
+                    ):
+                        raise DataError(
+                            f"field '{name}' has shape {a.shape} {a.dtype}, the shard's others "
+                            f"{fields[name].shape[1:]} {fields[name].dtype}"
+                        )
                     values[name] = (kind, a)
             except Exception as ex:  # noqa: BLE001 - recorded, reported when the sample is read
                 failed[e.id] = error_text(current, ex)
@@ -136,7 +153,7 @@ def write_shard(ds: AVDataset, folder: Path, k: int, lo: int, hi: int, form: str
     if _pcm16_exact(wave):  # 16-bit PCM sources: keep the integers, half the bytes (exact: x = q / 32768)
         q = open_memmap(f"{base}.wave16.npy.tmp.npy", mode="w+", dtype=np.int16, shape=(m, n_samples))
         for i in range(0, m, 256):
-            q[i:i + 256] = np.rint(wave[i:i + 256] * np.float32(PCM16)).astype(np.int16)
+            q[i : i + 256] = np.rint(wave[i : i + 256] * np.float32(PCM16)).astype(np.int16)
         q.flush()
         del q
         os.remove(tmp_wave)
@@ -147,8 +164,15 @@ def write_shard(ds: AVDataset, folder: Path, k: int, lo: int, hi: int, form: str
     np.save(f"{base}.index.npy", index)
     os.replace(f"{base}.image.u8.tmp", f"{base}.image.u8")
     os.replace(tmp_wave, f"{base}.wave.npy")
-    info = {"ids": ids, "failed": failed, "fields": encodings, "wave_dtype": wave_dtype, "key": key,
-            "fingerprint": fingerprint, "bytes": off}
+    info = {
+        "ids": ids,
+        "failed": failed,
+        "fields": encodings,
+        "wave_dtype": wave_dtype,
+        "key": key,
+        "fingerprint": fingerprint,
+        "bytes": off,
+    }
     atomic_write_json(Path(f"{base}.json"), info, indent=None, fsync=False)  # the shard is complete once this exists
     return {"k": k, "n": m, "failed": failed, "bytes": _shard_bytes(folder, k)}
 
@@ -201,8 +225,15 @@ def _probe_sample_rate(ds: AVDataset, cfg: DataConfig) -> int:
     raise DataError(f"{ds.list_path}: none of the first clips has decodable audio; cannot choose a sample rate")
 
 
-def cache_split(data_cfg: DataConfig, out_dir: str | os.PathLike, split: str, shard_size: int = 1000,
-                workers: int = 1, force: bool = False, progress: bool = True) -> SplitSummary:
+def cache_split(
+    data_cfg: DataConfig,
+    out_dir: str | os.PathLike,
+    split: str,
+    shard_size: int = 1000,
+    workers: int = 1,
+    force: bool = False,
+    progress: bool = True,
+) -> SplitSummary:
     """Cache one split (see the module docstring). Reuses the shards of the same config whose files are
     unchanged (size and modification time), so it resumes an interrupted build and updates a cache
     after media changed; refuses to overwrite a cache of other data settings unless ``force``."""
@@ -223,8 +254,10 @@ def cache_split(data_cfg: DataConfig, out_dir: str | os.PathLike, split: str, sh
     sr = _probe_sample_rate(ds, data_cfg) if len(ds) else max(data_cfg.sample_rate, 16000)
     n_samples = int(round(sr * data_cfg.audio_duration))
     if n_samples < audio.N_FFT:
-        raise DataError(f"data.audio_duration={data_cfg.audio_duration} s at {sr} Hz is {n_samples} samples, "
-                        f"fewer than the {audio.N_FFT} a spectrogram needs")
+        raise DataError(
+            f"data.audio_duration={data_cfg.audio_duration} s at {sr} Hz is {n_samples} samples, "
+            f"fewer than the {audio.N_FFT} a spectrogram needs"
+        )
     key = {"data": signature, "form": form, "sample_rate": sr, "n_samples": n_samples, "shard_size": shard_size}
     n_shards = math.ceil(len(ds) / shard_size)
     todo = []
@@ -243,10 +276,25 @@ def cache_split(data_cfg: DataConfig, out_dir: str | os.PathLike, split: str, sh
             except (OSError, json.JSONDecodeError):
                 pass
         todo.append((folder, k, lo, hi, form, data_cfg.image_size, sr, n_samples, key, fp))
-    if not todo and meta_old is not None and meta_old["ids"] == ds.ids and meta_old["shards"] == \
-            [shard_name(k) for k in range(n_shards)]:
-        return SplitSummary(split, meta_old["n"], len(meta_old["failed"]), len(meta_old["missing"]), n_shards,
-                            meta_old["bytes"], time.perf_counter() - t0, True, form, sr, dict(meta_old["failed"]))
+    if (
+        not todo
+        and meta_old is not None
+        and meta_old["ids"] == ds.ids
+        and meta_old["shards"] == [shard_name(k) for k in range(n_shards)]
+    ):
+        return SplitSummary(
+            split,
+            meta_old["n"],
+            len(meta_old["failed"]),
+            len(meta_old["missing"]),
+            n_shards,
+            meta_old["bytes"],
+            time.perf_counter() - t0,
+            True,
+            form,
+            sr,
+            dict(meta_old["failed"]),
+        )
     (folder / META).unlink(missing_ok=True)
     for stale in folder.glob("shard_*.json"):  # shards beyond the new count
         if int(stale.stem.split("_")[1]) >= n_shards:
@@ -266,8 +314,9 @@ def cache_split(data_cfg: DataConfig, out_dir: str | os.PathLike, split: str, sh
             if bar is not None:
                 bar.update(r["n"])
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_init_worker, initargs=(ds,)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(ds,)
+        ) as pool:
             futures = [pool.submit(_worker_shard, t) for t in todo]
             for f in as_completed(futures):
                 r = f.result()
@@ -281,16 +330,35 @@ def cache_split(data_cfg: DataConfig, out_dir: str | os.PathLike, split: str, sh
         failed.update(done[k]["failed"])
     total = sum(done[k]["bytes"] for k in range(n_shards))
     meta = {
-        "format": CACHE_FORMAT, "version": CACHE_VERSION, "split": split, "form": form, "dataset": ds.name,
-        "data": signature, "image_size": data_cfg.image_size, "sample_rate": sr, "n_samples": n_samples,
-        "shard_size": shard_size, "shards": [shard_name(k) for k in range(n_shards)], "n": len(ds),
-        "ids": ds.ids, "listed": ds.listed, "missing": ds.missing_reasons, "excluded": ds.excluded,
-        "list_path": ds.list_path, "annotated": ds.annotated, "with_positive": bool(ds.with_positive),
-        "failed": failed, "bytes": total, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "split": split,
+        "form": form,
+        "dataset": ds.name,
+        "data": signature,
+        "image_size": data_cfg.image_size,
+        "sample_rate": sr,
+        "n_samples": n_samples,
+        "shard_size": shard_size,
+        "shards": [shard_name(k) for k in range(n_shards)],
+        "n": len(ds),
+        "ids": ds.ids,
+        "listed": ds.listed,
+        "missing": ds.missing_reasons,
+        "excluded": ds.excluded,
+        "list_path": ds.list_path,
+        "annotated": ds.annotated,
+        "with_positive": bool(ds.with_positive),
+        "failed": failed,
+        "bytes": total,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     atomic_write_json(folder / META, meta, indent=None, fsync=False)
     if failed:
         first = "; ".join(f"{i}: {r}" for i, r in list(failed.items())[:3])
-        log.warning("%s: %d clips failed to decode and will be reported as failures, e.g. %s", folder, len(failed), first)
-    return SplitSummary(split, len(ds), len(failed), len(ds.missing), n_shards, total, time.perf_counter() - t0,
-                        False, form, sr, failed)
+        log.warning(
+            "%s: %d clips failed to decode and will be reported as failures, e.g. %s", folder, len(failed), first
+        )
+    return SplitSummary(
+        split, len(ds), len(failed), len(ds.missing), n_shards, total, time.perf_counter() - t0, False, form, sr, failed
+    )
