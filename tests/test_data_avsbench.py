@@ -164,3 +164,25 @@ def test_extended_vggss(tmp_path):
     (tmp_path / "train.txt").write_text(pos[0] + "\n")
     tr = build_dataset(DataConfig(dataset="extended_vggss", root=str(tmp_path)), "train", True)
     assert tr.name == "vggss" and tr.ids == [pos[0]]
+
+
+def test_meta_and_extended_csv_faults_name_the_file(tmp_path):
+    """The two csv readers (AVSBench metadata, SLAVC's extended list) share one reader: a byte-order
+    mark is ignored, blank rows are skipped, and an empty or undecodable file is one DataError naming it."""
+    from fnac.data.avsbench import read_meta
+    from fnac.data.extended import read_extended_csv
+
+    meta = tmp_path / "s4_meta_data.csv"
+    meta.write_text("\ufeffname,uid,category,split\n\n v1 ,0,dog, train\n ,,,\n", encoding="utf-8")
+    assert read_meta(meta, "s4") == [{"name": "v1", "category": "dog", "split": "train"}]
+    ext = tmp_path / "vggss_test_plus_silent.csv"
+    ext.write_text("\ufeffvideo,audio,label\na,a,dog\n\nb,c,non-sounding\n", encoding="utf-8")
+    assert read_extended_csv(ext) == [("a", "a", "dog"), ("b", "c", "non-sounding")]
+    for path, reader, what in ((meta, lambda p: read_meta(p, "s4"), "AVSBench metadata"),
+                               (ext, read_extended_csv, "extended id list")):  # fmt: skip
+        path.write_text("\n , \n")
+        with pytest.raises(DataError, match=f"^{what} is empty: {path}$"):
+            reader(path)
+        path.write_bytes(b"name,split\n\xff\xfe\xfa\n")
+        with pytest.raises(DataError, match=f"^{path}: cannot read"):
+            reader(path)

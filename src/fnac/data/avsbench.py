@@ -24,12 +24,11 @@ MS3 (``<root>`` = "Multi-sources"): ``ms3_data/visual_frames/<name>.mp4_<i>.png`
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 from fnac.config import DataConfig
-from fnac.data.common import AVDataset, Entry, ListReport, read_id_list, resolve_list
+from fnac.data.common import AVDataset, Entry, ListReport, read_csv_rows, read_id_list, resolve_list
 from fnac.data.targets import MaskFile
 from fnac.errors import DataError
 
@@ -38,13 +37,7 @@ FRAMES_PER_VIDEO = 5
 
 def read_meta(path: Path, subset: str) -> list[dict[str, str]]:
     """Rows of an AVSBench meta csv as {"name", "category", "split"} dicts."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise DataError(f"AVSBench metadata is empty: {path}")
+    rows = read_csv_rows(path, "AVSBench metadata")
     head = [c.strip().lower() for c in rows[0]]
     if "split" not in head:
         raise DataError(f"{path}: expected a header row with a 'split' column, got {','.join(rows[0])!r}")

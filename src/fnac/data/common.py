@@ -137,6 +137,19 @@ def _load_json(p: Path, text: str | None = None) -> Any:
         raise DataError(f"{p}: not valid JSON ({e})") from None
 
 
+def read_csv_rows(path: Path, what: str) -> list[list[str]]:
+    """The non-blank rows of a csv file (a UTF-8 byte-order mark ignored), the header included; a
+    DataError naming the file when it cannot be read or has no rows ("<what> is empty: <path>")."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{what} is empty: {path}")
+    return rows
+
+
 def resolve_list(explicit: str, candidates: Sequence[Path], what: str, missing: type[DataError] = DataError) -> Path:
     """The configured list path, else the first existing default; ``missing`` (a DataError) naming
     what was tried."""

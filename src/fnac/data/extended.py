@@ -16,12 +16,19 @@ The train and val splits are those of the base benchmark (no negatives).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from fnac.config import DataConfig
 from fnac.data import flickr, vggss
-from fnac.data.common import AVDataset, Entry, ListReport, read_id_list, resolve_list, split_list_path
+from fnac.data.common import (
+    AVDataset,
+    Entry,
+    ListReport,
+    read_csv_rows,
+    read_id_list,
+    resolve_list,
+    split_list_path,
+)
 from fnac.errors import DataError
 
 NEGATIVE_LABEL = "non-sounding"
@@ -29,13 +36,7 @@ NEGATIVE_LABEL = "non-sounding"
 
 def read_extended_csv(path: Path) -> list[tuple[str, str, str]]:
     """(video, audio, label) rows of a SLAVC ``*_test_plus_silent.csv``; DataError on a bad header."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise DataError(f"extended id list is empty: {path}")
+    rows = read_csv_rows(path, "extended id list")
     head = [c.strip().lower() for c in rows[0]]
     if head[:3] != ["video", "audio", "label"]:
         raise DataError(f"{path}: expected the header 'video,audio,label' (SLAVC's format), got {','.join(rows[0])!r}")
