@@ -2,10 +2,13 @@
 
 Paths: the reference-style per-sample evaluation (Pillow + PyAV + scipy loader, batch 1, each map
 upsampled, thresholded and scored with numpy), and fnac's evaluate_model (batched forward; maps
-scored on the device, or with numpy on the CPU) on the plain layout and on the cache. Then checks:
+scored on the device) on the plain layout, on the cache, and on the cache with channels-last images
+and weights (``--channels-last`` of ``fnac eval``); and the model's forward alone on batches held in
+memory (either layout), the least any batched evaluation of the model costs. Then checks:
 (1) the reference-style scorer applied to fnac's batched raw maps gives exactly fnac's per-sample
 cIoU; (2) the per-sample cIoU of the reference-style path and of fnac (their inputs differ by float
-rounding: scipy vs torch spectrogram, batch 1 vs batched forward).
+rounding: scipy vs torch spectrogram, batch 1 vs batched forward); (3) channels-last against the
+default layout.
 
     python bench/bench_eval.py --size small
     python bench/bench_eval.py --size full --device cuda --workers 12
@@ -14,6 +17,7 @@ rounding: scipy vs torch spectrogram, batch 1 vs batched forward).
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import numpy as np
@@ -66,7 +70,11 @@ def main() -> None:
         help="loader processes of the reference-style path (default: --workers; the reference uses 2)",
     )
     p.add_argument("--rounds", type=int, default=1, help="passes per path, in turns; the best is kept")
-    p.add_argument("--paths", default="reference,plain,cache")
+    p.add_argument(
+        "--paths",
+        default="reference,plain,cache,cache-cl,forward",
+        help="comma-separated: reference, plain, cache, cache-cl (channels-last), forward (the model alone)",
+    )
     args = p.parse_args()
 
     import reference_style as R
@@ -108,13 +116,14 @@ def main() -> None:
 
         jobs.append(("reference", f"reference-style (batch 1, numpy per sample, {rw} workers)", run_ref))
 
-    def fnac_job(use_cache: bool):
+    def fnac_job(use_cache: bool, channels_last: bool = False):
         ds = build_dataset((cfg_cache if use_cache else cfg).data, "test", train=False)
         ds = _Limit(ds, limit)
+        net = copy.deepcopy(model) if channels_last else model  # converted in place by evaluate_model
 
         def run():
             r = evaluate_model(
-                model,
+                net,
                 ds,
                 Protocol(),
                 batch_size=batch,
@@ -122,6 +131,7 @@ def main() -> None:
                 num_workers=args.workers,
                 baselines=False,
                 progress=False,
+                channels_last=channels_last,
             )
             return {row["id"]: row["ciou"] for row in r.per_sample}, {
                 k: r.metrics[k] for k in ("ciou50", "auc", "mean_ciou")
@@ -133,6 +143,8 @@ def main() -> None:
         if name in paths:
             last_ds, run = fnac_job(use_cache)
             jobs.append((name, f"fnac, {'cache' if use_cache else 'plain layout'} (batch {batch})", run))
+    if "cache-cl" in paths:  # its maps differ by float rounding: not the one the checks use
+        jobs.append(("cache-cl", f"fnac, cache, channels-last (batch {batch})", fnac_job(True, True)[1]))
     res: dict[str, dict] = {}
     per_sample: dict[str, dict[str, float]] = {}
     for _ in range(args.rounds):  # in turns; the best round of each path is kept
@@ -147,6 +159,32 @@ def main() -> None:
                 res[label] = {"n": len(c), "seconds": dt, "rate": len(c) / dt, **m}
             res[label]["rounds"] = every
             per_sample[key] = c
+
+    if "forward" in paths:
+        # the model's forward alone, on the cache path's batches held in memory on the device: what
+        # any batched evaluation of this model costs at the least (the ratio's ceiling)
+        fwd_ds = _Limit(build_dataset(cfg_cache.data, "test", train=False), limit)
+        fwd_ds.prepare_for(device)
+        inputs = []
+        for start in range(0, len(fwd_ds), batch):
+            b, _ = collate([fwd_ds[i] for i in range(start, min(start + batch, len(fwd_ds)))])
+            inputs.append(model_inputs(b, device))
+        n = sum(len(x[0]) for x in inputs)
+        for cl in (False, True):
+            net = copy.deepcopy(model).to(memory_format=torch.channels_last) if cl else model
+            ins = [(x.contiguous(memory_format=torch.channels_last) if cl else x, y) for x, y in inputs]
+            label = f"model forward alone{', channels-last' if cl else ''} (batch {batch}, inputs in memory)"
+            with torch.no_grad():
+                localization_maps(net, *ins[0])  # warm-up
+                rates = []
+                for _ in range(args.rounds):
+                    C.sync(device)
+                    t = time.perf_counter()
+                    for x, y in ins:
+                        localization_maps(net, x, y)
+                    C.sync(device)
+                    rates.append(n / (time.perf_counter() - t))
+            res[label] = {"n": n, "rate": max(rates), "rounds": rates}
 
     checks = []
     ours_key = "cache" if "cache" in per_sample else ("plain" if "plain" in per_sample else None)
@@ -172,6 +210,13 @@ def main() -> None:
                 f"reference-style vs fnac per-sample cIoU (inputs differ by float rounding): "
                 f"{int((d == 0).sum())} of {len(d)} identical, max |diff| {d.max():.2e}"
             )
+    if "cache-cl" in per_sample and "cache" in per_sample:
+        # (3) channels-last against the default layout, same batches
+        d = np.array([abs(per_sample["cache-cl"][k] - per_sample["cache"][k]) for k in per_sample["cache"]])
+        checks.append(
+            f"channels-last vs default layout per-sample cIoU: {int((d == 0).sum())} of {len(d)} identical, "
+            f"max |diff| {d.max():.2e}"
+        )
     ref = next((r["rate"] for k, r in res.items() if k.startswith("reference")), None)
     rows = [
         [
@@ -179,9 +224,9 @@ def main() -> None:
             r["n"],
             C.fmt(r["rate"]),
             f"{r['rate'] / ref:.1f}x" if ref else "-",
-            f"{100 * r['ciou50']:.2f}",
-            f"{100 * r['auc']:.2f}",
-            f"{100 * r['mean_ciou']:.4f}",
+            f"{100 * r['ciou50']:.2f}" if "ciou50" in r else "-",
+            f"{100 * r['auc']:.2f}" if "auc" in r else "-",
+            f"{100 * r['mean_ciou']:.4f}" if "mean_ciou" in r else "-",
             " ".join(C.fmt(x) for x in r["rounds"]),
         ]
         for k, r in res.items()

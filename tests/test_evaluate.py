@@ -248,3 +248,25 @@ def test_cli_eval_names_the_row_and_name_overrides(tiny_synth, tmp_path, capsys)
     assert main(["eval", "--checkpoint", str(ez), "--name", "my run", *common]) == 0
     rows = _table_rows(capsys.readouterr().out)
     assert "my run" in rows and "EZ-VSL" not in rows
+
+
+def test_cli_eval_channels_last_agrees_to_rounding(tiny_synth, tmp_path, capsys):
+    """`fnac eval --channels-last` scores the same samples; each cIoU equals the default layout's up to
+    float rounding of the convolutions (a pixel may cross the median), most of them exactly."""
+    import csv
+
+    ck = _tiny_checkpoint(tmp_path / "fn.pt", tiny_synth, (100.0, 100.0, 100.0))
+    common = ["--checkpoint", str(ck), "--workers", "0", "--no-baselines", "--batch-size", "16", "--overlays", "0"]
+    assert main(["eval", *common, "--out", str(tmp_path / "nchw")]) == 0
+    assert main(["eval", *common, "--channels-last", "--out", str(tmp_path / "nhwc")]) == 0
+    capsys.readouterr()
+
+    def cious(folder):
+        with open(tmp_path / folder / "per_sample.csv", newline="") as f:
+            return {r["id"]: float(r["ciou"]) for r in csv.DictReader(f)}
+
+    a, b = cious("nchw"), cious("nhwc")
+    assert sorted(a) == sorted(b) and len(a) == 16
+    diffs = [abs(a[k] - b[k]) for k in a]
+    assert max(diffs) < 0.01
+    assert sum(d == 0 for d in diffs) >= 12

@@ -484,3 +484,28 @@ def test_fscore_curve_matches_loop_and_compat():
     assert M.fscore_dataset(preds, np.zeros_like(masks)) == 0.0
     with pytest.raises(DataError, match="3 group keys"):
         M.fscore_per_video_compat(preds, masks, groups=["a", "b", "c"])
+
+
+def test_minmax_is_its_own_fixed_point_and_minmaxed_skips_it():
+    """binarize(minmaxed=True) relies on minmax(minmax(x)) == minmax(x) bit for bit (the minimum maps
+    to 0 - 0 = 0, the maximum to r / r = 1); checked on wide, tied, constant and non-finite maps."""
+    rng = np.random.default_rng(11)
+    maps = (rng.normal(size=(8, 224, 224)) * rng.choice([1e-3, 1.0, 30.0, 1e4], size=(8, 1, 1))).astype(np.float32)
+    maps[1] = np.round(maps[1])  # ties
+    maps[2] = -3.25  # constant
+    maps[3, :5] = np.nan
+    maps[4, 7, 9] = np.inf
+    for x in (maps, torch.from_numpy(maps)):
+        m = L.minmax(x)
+        m2 = L.minmax(m)
+        assert (m2 == m).all()
+        for variant in ("median_ge", "median_gt", "fixed"):
+            a, b = M.binarize(x, variant), M.binarize(m, variant, minmaxed=True)
+            assert (a == b).all(), variant
+            assert 0 < float(a[0].sum()) < 224 * 224  # not degenerate: the comparison can fail
+    # hand case: already normalised, median index int(4 * 0.5) = 2 of [0, .25, .5, 1] is 0.5
+    m = np.array([[0.0, 0.5], [1.0, 0.25]], dtype=np.float32)
+    np.testing.assert_array_equal(M.binarize(m, "median_ge", minmaxed=True), [[0, 1], [1, 0]])
+    np.testing.assert_array_equal(M.binarize(torch.from_numpy(m), "median_gt", minmaxed=True), [[0, 0], [1, 0]])
+    with pytest.raises(ConfigError, match="absolute"):
+        M.binarize(m, "absolute", minmaxed=True)

@@ -106,6 +106,9 @@ class EvalOptions:
     baselines: bool = True  # also score the trivial baselines (not under threshold "absolute")
     progress: bool = True  # a progress bar
     seed: int = 0  # of the random-map baseline
+    # NHWC image batches and visual weights (the model is converted in place): faster convolutions on
+    # CPUs and GPUs; the maps then equal the default's up to float rounding, not bit for bit
+    channels_last: bool = False
 
 
 @dataclass
@@ -196,8 +199,12 @@ def _score_maps(
         raw if protocol.map == "av" else loc.ogl_maps(raw, obj, protocol.alpha, size, protocol.upsample)[protocol.map]
     )
     up = loc.upsample(loc.nan_to_min(maps), size, protocol.upsample)  # (B, H, W)
-    cious = metrics.evaluate_batch_torch(up, gt, protocol.threshold, tau).cpu().tolist()
-    return cious, loc.minmax(up)
+    m = loc.minmax(up)
+    if protocol.threshold == "absolute":  # the raw map's scores
+        cious = metrics.evaluate_batch_torch(up, gt, protocol.threshold, tau)
+    else:  # the normalised maps, normalised once
+        cious = metrics.evaluate_batch_torch(m, gt, protocol.threshold, tau, minmaxed=True)
+    return cious.cpu().tolist(), m
 
 
 def _peak_positions(m: torch.Tensor) -> list[tuple[float, float]]:
@@ -248,6 +255,8 @@ def evaluate_model(
         )
     if model is not None:
         model.eval()
+        if opts.channels_last:
+            model.to(memory_format=torch.channels_last)
     tau = float(model.tau) if model is not None else 0.03
     dataset = as_dataset(dataset)
     dataset.prepare_for(device)  # a cached dataset: finish samples on the device, or in workers on CPU
@@ -270,7 +279,7 @@ def evaluate_model(
             continue
         s.kind = _batch_kind(batch, dataset) or s.kind
         gt = batch["gt_map"].to(device)  # (B, 224, 224)
-        images, specs = model_inputs(batch, device)
+        images, specs = model_inputs(batch, device, channels_last=opts.channels_last)
         if model is not None:
             raw = localization_maps(model, images, specs)  # (B, h, w) on the device
             obj = object_net.object_map(images).float() if object_net is not None else None

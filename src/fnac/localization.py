@@ -119,18 +119,27 @@ def minmax(maps: Maps) -> Maps:
     map's finite minimum (`nan_to_min`), so they end up at 0. Computed in float32 with the same
     operations for numpy and torch, so both give bit-identical results.
     """
-    x = nan_to_min(maps)
-    if isinstance(x, torch.Tensor):
-        lo = x.amin(dim=(-2, -1), keepdim=True)  # (..., 1, 1)
-        hi = x.amax(dim=(-2, -1), keepdim=True)
+    if isinstance(maps, torch.Tensor):
+        x = _as_float32(maps)
+        lo, hi = _extremes(x)
+        if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):  # a NaN or inf pixel somewhere
+            x = nan_to_min(x)
+            lo, hi = _extremes(x)
         rng = hi - lo
         const = rng == 0
         return torch.where(const, x, (x - lo) / torch.where(const, torch.ones_like(rng), rng))
+    x = nan_to_min(maps)
     lo = x.min(axis=(-2, -1), keepdims=True)  # (..., 1, 1)
     hi = x.max(axis=(-2, -1), keepdims=True)
     rng = hi - lo
     const = rng == 0
     return np.where(const, x, (x - lo) / np.where(const, np.float32(1), rng)).astype(np.float32)
+
+
+def _extremes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-map minimum and maximum, (..., 1, 1) each, in one pass (NaN if the map has a NaN)."""
+    lo, hi = torch.aminmax(x.reshape(*x.shape[:-2], -1), dim=-1)
+    return lo[..., None, None], hi[..., None, None]
 
 
 def ogl_combine(av: Maps, obj: np.ndarray | torch.Tensor, alpha: float = 0.4) -> Maps:

@@ -171,10 +171,12 @@ def run_evaluation(
     workers: int | None = None,
     baselines: bool = True,
     label: str | None = None,
+    channels_last: bool = False,
 ) -> str:
     """Evaluate and write outputs; returns the text to print (one table per protocol).
 
-    ``label`` names the model's row; None derives it from the checkpoint (``model_label``)."""
+    ``label`` names the model's row; None derives it from the checkpoint (``model_label``).
+    ``channels_last``: EvalOptions.channels_last."""
     dev = resolve_device(device)
     loaded = load_model_and_config(checkpoint, dev) if checkpoint else None  # the one read of the file
     model = loaded.model if loaded is not None else None
@@ -197,6 +199,7 @@ def run_evaluation(
             object_net=object_net,
             baselines=baselines and i == 0,
             progress=True,
+            channels_last=channels_last,
         )
         rows: dict[str, dict[str, float]] = {}
         if model is not None:
