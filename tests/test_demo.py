@@ -115,8 +115,13 @@ def test_orphaned_run_is_told_to_stop(tmp_path):
     code = (
         "import os, signal, sys, time\n"
         "from fnac.demo import _stop_when_orphaned\n"
+        "def stopped(*a):\n"
+        "    with open(sys.argv[1] + '.tmp', 'w') as f:\n"
+        "        f.write('ok')\n"
+        "    os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"  # whole or absent: the test polls for it
+        "    os._exit(0)\n"
         "if os.fork() == 0:\n"
-        "    signal.signal(signal.SIGTERM, lambda *a: (open(sys.argv[1], 'w').write('ok'), os._exit(0)))\n"
+        "    signal.signal(signal.SIGTERM, stopped)\n"
         "    _stop_when_orphaned(poll=0.05)\n"
         "    time.sleep(30)\n"
         "    os._exit(1)\n"
