@@ -529,20 +529,21 @@ def build_listed(
     train: bool,
     seed: int,
     list_defaults: dict[str, Sequence[str]],
-    indexes: Callable[[], Indexes],
-    targets: Callable[[], Callable[[str], Any]],
+    indexes: Callable[[Path], Indexes],
+    targets: Callable[[DataConfig], Callable[[str], Any]],
 ) -> AVDataset:
     """A benchmark whose splits are id lists (VGG-SS, Flickr-SoundNet): the split's ids (for training
-    without those of data.exclude_list), each paired with its image and audio file from ``indexes()``
-    and, on the annotated val and test splits, with its target from ``targets()``, a function of an id
+    without those of data.exclude_list), each paired with its image and audio file from
+    ``indexes(data.root)`` and, on the annotated val and test splits, with its target from
+    ``targets(data_cfg)``, a function of an id
     that returns the target or the reason (str) why the id has none. ``targets`` is called only for
     annotated splits, after the list is read and before ``indexes``."""
     list_path = split_list_path(data_cfg, split, list_defaults)
     listed = read_id_list(list_path)
     ids, excluded = apply_exclusion(listed, data_cfg) if split == "train" else (listed, [])
     annotated = split != "train"
-    target_of = targets() if annotated else None
-    images, audios, where_i, where_a = indexes()
+    target_of = targets(data_cfg) if annotated else None
+    images, audios, where_i, where_a = indexes(Path(data_cfg.root))
 
     def make(i: str, img: str, aud: str) -> Entry | str:
         if target_of is None:

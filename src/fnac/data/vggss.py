@@ -100,16 +100,7 @@ def layout_indexes(root: Path, extended: bool = False) -> tuple[dict[str, str], 
 
 def build(data_cfg: DataConfig, split: str, train: bool, seed: int = 0) -> AVDataset:
     """The ``vggss`` dataset: see the module docstring. Val and test splits carry ``gt_map``."""
-    return build_listed(
-        "vggss",
-        data_cfg,
-        split,
-        train,
-        seed,
-        LIST_DEFAULTS,
-        lambda: layout_indexes(Path(data_cfg.root)),
-        lambda: annotation_targets(data_cfg),
-    )
+    return build_listed("vggss", data_cfg, split, train, seed, LIST_DEFAULTS, layout_indexes, annotation_targets)
 
 
 def annotation_targets(data_cfg: DataConfig) -> Callable[[str], VggssBoxes | str]:
