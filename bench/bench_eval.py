@@ -57,6 +57,16 @@ class _Limit(torch.utils.data.Dataset):
         return self.ds[i]
 
 
+def _model_batches(ds, batch: int, device):
+    """(collated batch, images, specs) for each batch of ``ds`` in order, the model's inputs on ``device``."""
+    from fnac.data import collate
+    from fnac.inputs import model_inputs
+
+    for start in range(0, len(ds), batch):
+        b, _ = collate([ds[i] for i in range(start, min(start + batch, len(ds)))])
+        yield (b, *model_inputs(b, device))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.add_common_args(p)
@@ -79,9 +89,8 @@ def main() -> None:
 
     import reference_style as R
     from fnac.config import load_config
-    from fnac.data import build_dataset, collate
+    from fnac.data import build_dataset
     from fnac.evaluate import Protocol, evaluate_model
-    from fnac.inputs import model_inputs
     from fnac.models.fnac import FNAC, localization_maps
 
     size = C.SIZES[args.size]
@@ -165,10 +174,7 @@ def main() -> None:
         # any batched evaluation of this model costs at the least (the ratio's ceiling)
         fwd_ds = _Limit(build_dataset(cfg_cache.data, "test", train=False), limit)
         fwd_ds.prepare_for(device)
-        inputs = []
-        for start in range(0, len(fwd_ds), batch):
-            b, _ = collate([fwd_ds[i] for i in range(start, min(start + batch, len(fwd_ds)))])
-            inputs.append(model_inputs(b, device))
+        inputs = [(images, specs) for _, images, specs in _model_batches(fwd_ds, batch, device)]
         n = sum(len(x[0]) for x in inputs)
         for cl in (False, True):
             net = copy.deepcopy(model).to(memory_format=torch.channels_last) if cl else model
@@ -193,9 +199,7 @@ def main() -> None:
         ds = last_ds
         same = total = 0
         with torch.no_grad():
-            for start in range(0, len(ds), batch):
-                b, _ = collate([ds[i] for i in range(start, min(start + batch, len(ds)))])
-                images, specs = model_inputs(b, device)
+            for b, images, specs in _model_batches(ds, batch, device):
                 raw = localization_maps(model, images, specs).cpu().numpy()
                 for sid, m, gt in zip(b["id"], raw, b["gt_map"].numpy()):
                     total += 1

@@ -337,7 +337,7 @@ def evaluate_batch_torch(
     """Per-sample cIoU of maps already at the gt size, vectorised on any device.
 
     maps224 (N, H, W) (raw for "absolute", any map otherwise), gt (N, H, W) -> (N,) cIoU (float64,
-    float32 on MPS). Same binarisation as `binarize` (median via kthvalue, k = int(H*W*0.5) + 1) and
+    float32 on MPS). Same binarisation as `binarize` (the median is the element of rank int(H*W*0.5)) and
     the same cIoU as `ciou`, so the numbers equal the numpy path exactly whenever the sums are exact
     (binary predictions with gt values in {0, 0.5, 1}, i.e. every benchmark's gt). ``minmaxed``: as
     for `binarize`.
@@ -353,7 +353,7 @@ def evaluate_batch_torch(
     acc = torch.float32 if maps224.device.type == "mps" else torch.float64
     pred = _binarize_bool(maps224, threshold, tau, minmaxed)  # (N, H, W) bool
     # the same float64 sums as sum(pred * g): pred selects gt values or exact zeros
-    inter = torch.where(pred, g, torch.zeros((), dtype=g.dtype, device=g.device)).sum(dim=(1, 2), dtype=acc)
+    inter = torch.where(pred, g, g.new_zeros(())).sum(dim=(1, 2), dtype=acc)
     gsum = g.sum(dim=(1, 2), dtype=acc)  # (N,)
     extra = (pred & (g == 0)).sum(dim=(1, 2)).to(acc)  # a count: exact
     den = torch.where(gsum > 0, gsum + extra, torch.ones_like(gsum))
